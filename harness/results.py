@@ -157,12 +157,17 @@ class Round:
 
 @dataclass(frozen=True)
 class ExperimentInfo:
-    """Which experiment produced the results: name, definition path, content hash, variables."""
+    """Which experiment produced the results: name, definition path, content hash, variables.
+
+    `policies` holds the experiment's per-metric overrides ({"latency_mean": {"gate": true,
+    "min_change": 0.1}}), so a comparison needs only the two results files.
+    """
 
     name: str
     path: str
     sha256: str
     variables: dict[str, str] = field(default_factory=dict)
+    policies: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -174,6 +179,7 @@ class ExperimentInfo:
             path=str(data["path"]),
             sha256=str(data["sha256"]),
             variables=dict(data.get("variables", {})),
+            policies=dict(data.get("policies", {})),
         )
 
 
