@@ -65,9 +65,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_perf(args: argparse.Namespace) -> int:
+    from harness.compare import exit_code
     from harness.perf import run_perf
+    from harness.report import terminal_table
 
-    return run_perf(
+    outcome = run_perf(
         experiment_path=Path(args.experiment) if args.experiment else None,
         out_dir=Path(args.out),
         baseline_ref=args.baseline_ref,
@@ -78,8 +80,13 @@ def _cmd_perf(args: argparse.Namespace) -> int:
         budget=args.budget,
         rounds=args.rounds,
         seed=args.seed,
-        fail_on_inconclusive=args.fail_on_inconclusive,
     )
+    report = outcome.report.resolve()
+    print(terminal_table(outcome.comparison))
+    print(f"{outcome.pairs} rounds per side in {outcome.duration:.0f} s ({outcome.stop_reason})")
+    print(f"report: {report}")
+    print(f"open it: python -m webbrowser {report.as_uri()}")
+    return exit_code(outcome.comparison, fail_on_inconclusive=args.fail_on_inconclusive)
 
 
 def _cmd_baseline_fetch(args: argparse.Namespace) -> int:

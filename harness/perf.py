@@ -1,0 +1,250 @@
+"""`harness perf`: baseline and candidate measured on this machine in interleaved rounds, then judged.
+
+Why interleaved: noise on shared machines is mostly temporal (neighbours' load changes within
+seconds, DESIGN.md section 8), so a baseline measured at another time carries another period's
+noise. Alternating fresh-start rounds of both sides in a seeded random order (each pair of rounds
+in random order, so neither side always goes first) spreads that noise over both sides alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.compare import Comparison, compare
+from harness.errors import ConfigError
+from harness.experiment import Experiment, load_experiment
+from harness.report import write_reports
+from harness.results import Results, Round, load_results, save_results
+from harness.runner import build_results, run_round
+from harness.units import parse_duration
+from harness.worktree import Checkout, baseline_checkout, default_baseline_ref, project_root
+
+DEFAULT_EXPERIMENT = Path("experiments") / "api-stress.toml"
+TIMING = "timing"
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of the session: its label, its experiment (variables may differ) and its code."""
+
+    label: str
+    experiment: Experiment
+    checkout: Checkout
+
+
+@dataclass(frozen=True)
+class PerfOutcome:
+    """What a perf session produced, for the CLI to present."""
+
+    comparison: Comparison
+    out_dir: Path
+    report: Path
+    duration: float
+    pairs: int
+    stop_reason: str
+
+
+def pair_order(rng: random.Random, labels: tuple[str, str]) -> tuple[str, str]:
+    """The order of one pair of rounds: each order with probability 1/2 (randomised ABBA)."""
+    first, second = labels
+    return (first, second) if rng.random() < 0.5 else (second, first)
+
+
+def _steps(experiment: Experiment) -> tuple[float | None, ...]:
+    return experiment.workload.rates if experiment.workload else (None,)
+
+
+class Session:
+    """Runs rounds of two sides alternately and keeps what they measured."""
+
+    def __init__(self, sides: tuple[Side, Side], *, work_dir: Path, seed: int,
+                 log: Callable[[str], None]) -> None:
+        self.sides = {side.label: side for side in sides}
+        self.labels = (sides[0].label, sides[1].label)
+        self.rng = random.Random(seed)
+        self.seed = seed
+        self.work_dir = work_dir
+        self.log = log
+        self.rounds: dict[str, list[Round]] = {label: [] for label in self.labels}
+        self.order: list[str] = []
+        self.pair_seconds: list[float] = []
+
+    def run_pair(self) -> None:
+        started = time.monotonic()
+        for label in pair_order(self.rng, self.labels):
+            side = self.sides[label]
+            for step in _steps(side.experiment):
+                index = len(self.order)
+                self.order.append(label)
+                self.log(f"round {index + 1}: {label}" + (f" at {step:g}/s" if step else ""))
+                self.rounds[label].extend(run_round(
+                    side.experiment, index=index, side=label, step=step,
+                    work_dir=self.work_dir / f"round-{index:03d}-{label}",
+                    project_root=side.checkout.root, python=side.checkout.python,
+                ))
+        self.pair_seconds.append(time.monotonic() - started)
+
+    def results(self, label: str, extra: dict) -> Results:
+        side = self.sides[label]
+        results = build_results(side.experiment, self.rounds[label], label=label,
+                                project_root=side.checkout.root, python=side.checkout.python)
+        session = {"mode": "interleaved", "seed": self.seed, "order": list(self.order), **extra}
+        return dataclasses.replace(results, session=session)
+
+
+def run_session(
+    sides: tuple[Side, Side], *, pairs: int, budget: float, seed: int, work_dir: Path,
+    started: float, log: Callable[[str], None],
+) -> tuple[Results, Results, Comparison, str]:
+    """`pairs` interleaved pairs, then more while the verdict is inconclusive and time allows."""
+    session = Session(sides, work_dir=work_dir, seed=seed, log=log)
+    for _ in range(pairs):
+        session.run_pair()
+    while True:
+        elapsed = time.monotonic() - started
+        extra = {"budget": budget, "pairs": len(session.pair_seconds), "elapsed": round(elapsed, 1)}
+        baseline = session.results(session.labels[0], extra)
+        candidate = session.results(session.labels[1], extra)
+        comparison = compare(baseline, candidate)
+        if comparison.overall != "inconclusive":
+            return baseline, candidate, comparison, f"settled after {extra['pairs']} pairs"
+        next_pair = max(session.pair_seconds)
+        if elapsed + next_pair > budget:
+            return baseline, candidate, comparison, (
+                f"time budget of {budget:.0f} s reached after {extra['pairs']} pairs "
+                f"(another pair takes about {next_pair:.0f} s)"
+            )
+        log(f"verdict inconclusive after {extra['pairs']} pairs; adding a pair of rounds")
+        session.run_pair()
+
+
+def _flagged_timing(comparison: Comparison) -> list[str]:
+    return [m.key for m in comparison.metrics if m.kind == TIMING and m.verdict == "regression"]
+
+
+def _candidate_only(side: Side, *, rounds: int, work_dir: Path, log: Callable[[str], None]):
+    collected: list[Round] = []
+    for index in range(rounds):
+        for step in _steps(side.experiment):
+            log(f"round {index + 1}/{rounds}: {side.label}" + (f" at {step:g}/s" if step else ""))
+            collected.extend(run_round(
+                side.experiment, index=len(collected), side=side.label, step=step,
+                work_dir=work_dir / f"round-{len(collected):03d}-{side.label}",
+                project_root=side.checkout.root, python=side.checkout.python,
+            ))
+    results = build_results(side.experiment, collected, label=side.label,
+                            project_root=side.checkout.root, python=side.checkout.python)
+    return dataclasses.replace(results, session={"mode": "candidate-only", "rounds": rounds})
+
+
+def run_perf(
+    *,
+    experiment_path: Path | None,
+    out_dir: Path,
+    baseline_ref: str | None = None,
+    baseline_file: Path | None = None,
+    baseline_jenkins: str | None = None,
+    overrides: dict[str, str] | None = None,
+    baseline_overrides: dict[str, str] | None = None,
+    budget: str = "5m",
+    rounds: int | None = None,
+    seed: int | None = None,
+    log: Callable[[str], None] = print,
+) -> PerfOutcome:
+    """Measure baseline and candidate on this machine and write results, verdict and reports.
+
+    The baseline comes from a git ref (default: the merge base with main, checked out into a
+    temporary worktree with its own environment), a results file, or a Jenkins job's newest good
+    nightly artifact. Against a file or artifact, a timing regression is confirmed by re-running
+    the artifact's commit interleaved with the candidate before it can fail the build.
+    """
+    started = time.monotonic()
+    root = project_root(Path.cwd())
+    path = experiment_path or root / DEFAULT_EXPERIMENT
+    if not path.exists():
+        raise ConfigError(f"{path}: no such experiment. Pass one, e.g. harness perf {DEFAULT_EXPERIMENT}")
+    overrides = overrides or {}
+    candidate_exp = load_experiment(path, overrides=overrides)
+    baseline_exp = load_experiment(path, overrides={**overrides, **(baseline_overrides or {})})
+    budget_s = parse_duration(budget)
+    seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
+    pairs = rounds or candidate_exp.rounds.perf_min
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work_dir = out_dir / "work"
+    here = Checkout(root=root, commit=None, python=sys.executable)
+    candidate_side = Side("candidate", candidate_exp, here)
+
+    with contextlib.ExitStack() as stack:
+        if baseline_jenkins:
+            baseline_file = _fetch_from_jenkins(baseline_jenkins, out_dir, candidate_exp)
+            if baseline_file is None:
+                log(f"no usable nightly baseline from {baseline_jenkins}; measuring the merge "
+                    f"base with main on this machine instead")
+        if baseline_file:
+            artifact = load_results(baseline_file)
+            candidate = _candidate_only(candidate_side, rounds=pairs, work_dir=work_dir, log=log)
+            comparison = compare(artifact, candidate)
+            baseline, stop = artifact, f"compared with {baseline_file}"
+            flagged = _flagged_timing(comparison)
+            commit = artifact.environment.get("subject_commit")
+            if flagged and commit:
+                log(f"timing regression in {', '.join(flagged)} against the artifact; "
+                    f"confirming on this machine against commit {commit[:12]}")
+                checkout = stack.enter_context(baseline_checkout(root, commit))
+                sides = (Side("baseline", baseline_exp, checkout), candidate_side)
+                baseline, candidate, confirmed, stop = run_session(
+                    sides, pairs=pairs, budget=budget_s, seed=seed, work_dir=work_dir / "confirm",
+                    started=started, log=log)
+                comparison = _confirmed(comparison, confirmed, flagged)
+            elif flagged:
+                comparison = dataclasses.replace(comparison, warnings=comparison.warnings + (
+                    "timing regression seen against the artifact could not be confirmed on this "
+                    "agent: the artifact records no commit",))
+        else:
+            ref = baseline_ref or default_baseline_ref(root)
+            log(f"baseline: {ref}; candidate: working tree at {root}")
+            checkout = stack.enter_context(baseline_checkout(root, ref))
+            sides = (Side("baseline", baseline_exp, checkout), candidate_side)
+            baseline, candidate, comparison, stop = run_session(
+                sides, pairs=pairs, budget=budget_s, seed=seed, work_dir=work_dir,
+                started=started, log=log)
+
+    save_results(baseline, out_dir / "baseline" / "results.json")
+    save_results(candidate, out_dir / "candidate" / "results.json")
+    write_reports(comparison, out_dir=out_dir)
+    return PerfOutcome(comparison=comparison, out_dir=out_dir, report=out_dir / "report.html",
+                       duration=time.monotonic() - started,
+                       pairs=len([r for r in candidate.rounds if r.instance == 1]), stop_reason=stop)
+
+
+def _confirmed(artifact: Comparison, confirmed: Comparison, flagged: list[str]) -> Comparison:
+    """The same-agent comparison decides; the report says what the artifact comparison claimed."""
+    kept = [m.key for m in confirmed.metrics if m.key in flagged and m.verdict == "regression"]
+    note = (
+        f"The comparison with the nightly artifact flagged {', '.join(flagged)}; re-running the "
+        f"artifact's commit interleaved with the candidate on this agent "
+        + (f"confirmed {', '.join(kept)}." if kept else "did not reproduce it, so it does not fail the build.")
+    )
+    metrics = tuple(dataclasses.replace(m, evidence=f"{m.evidence}; confirmed on this agent")
+                    for m in confirmed.metrics)
+    return dataclasses.replace(confirmed, metrics=metrics, reasons=confirmed.reasons + (note,),
+                               details={**confirmed.details, "artifact_overall": artifact.overall})
+
+
+def _fetch_from_jenkins(job: str, out_dir: Path, experiment: Experiment) -> Path | None:
+    """The nightly artifact's results.json, or None when Jenkins has no usable one."""
+    from harness.baseline import fetch_baseline  # only needed with --baseline-jenkins
+
+    target = out_dir / "nightly"
+    fetch_baseline(job=job, out_dir=target, experiment=experiment.name, platform=None,
+                   jenkins_url=None, max_age_days=7.0, candidate_commit=None, strict=False)
+    path = target / "results.json"
+    return path if path.exists() else None
+
