@@ -1,0 +1,127 @@
+"""`harness perf`: interleaving order, and end to end on the reference subject in a scratch clone."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.perf import pair_order
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A short experiment on the reference subject, so a whole perf session takes well under a minute.
+QUICK = """\
+name = "quick"
+description = "GET /channels on a small seeded peer, for the perf tests"
+
+[variables]
+db = "worker"
+
+[subject]
+command = ["{python}", "-m", "subjects.peer", "serve", "--state-dir", "{state_dir}",
+           "--port", "{port}", "--db", "{db}", "--sync-interval", "0"]
+setup = [["{python}", "-m", "subjects.peer", "seed", "--state-dir", "{state_dir}",
+          "--channels", "200", "--torrents", "2000"]]
+ready = { http = "/health", timeout = "60s" }
+
+[workload]
+rate = "20/s"
+requests = 40
+warmup = "1s"
+
+[[workload.endpoints]]
+name = "channels"
+path = "/channels"
+
+[rounds]
+perf_min = 5
+perf_budget = "3m"
+
+[metrics.latency_mean]
+gate = true
+min_change = "20%"
+
+[metrics.cpu_per_request]
+gate = true
+min_change = "20%"
+"""
+
+
+def test_pair_order_is_seeded_and_balanced():
+    rng = random.Random(7)
+    orders = [pair_order(rng, ("baseline", "candidate")) for _ in range(400)]
+    firsts = sum(1 for o in orders if o[0] == "baseline")
+    assert 150 < firsts < 250  # both orders occur about equally often
+    again = random.Random(7)
+    assert orders == [pair_order(again, ("baseline", "candidate")) for _ in range(400)]
+
+
+def _git(cwd: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@localhost",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@localhost"}
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True,
+                          env=env).stdout
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory) -> Path:
+    """A scratch clone of this project's committed tree, plus the quick experiment, committed."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("needs a git checkout of the project")
+    target = tmp_path_factory.mktemp("clone") / "project"
+    _git(ROOT, "clone", "--quiet", "--no-hardlinks", str(ROOT), str(target))
+    # The working tree under test may hold changes not committed yet: copy what the test needs.
+    for part in ("harness", "subjects", "templates", "experiments"):
+        shutil.copytree(ROOT / part, target / part, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    (target / "experiments" / "quick.toml").write_text(QUICK)
+    _git(target, "add", "-A")
+    _git(target, "commit", "--quiet", "--allow-empty", "-m", "quick experiment")
+    return target
+
+
+def _perf(clone: Path, out: Path, *args: str) -> tuple[int, dict]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", "perf", "experiments/quick.toml", "--out", str(out),
+         "--seed", "1", *args],
+        cwd=clone, capture_output=True, text=True, timeout=900,
+        env={**os.environ, "PYTHONPATH": str(clone)},
+    )
+    verdict = out / "verdict.json"
+    assert verdict.exists(), proc.stdout + proc.stderr
+    assert (out / "report.html").exists()
+    return proc.returncode, json.loads(verdict.read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_same_code_is_not_a_regression(clone, tmp_path):
+    code, verdict = _perf(clone, tmp_path / "aa", "--baseline-ref", "HEAD")
+    assert code == 0, verdict
+    assert verdict["overall"] in ("pass", "inconclusive")
+    report = (tmp_path / "aa" / "report.html").read_text()
+    assert "baseline" in report and "candidate" in report
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_slower_channels_handler_fails_with_exit_2(clone, tmp_path):
+    tuning = clone / "subjects" / "peer" / "tuning.py"
+    text = tuning.read_text()
+    assert "CHANNELS_EXTRA_WORK = 0" in text
+    tuning.write_text(text.replace("CHANNELS_EXTRA_WORK = 0", "CHANNELS_EXTRA_WORK = 400_000"))
+    _git(clone, "commit", "--quiet", "-am", "slow /channels down on purpose")
+    try:
+        code, verdict = _perf(clone, tmp_path / "slow", "--baseline-ref", "HEAD~1")
+    finally:
+        _git(clone, "reset", "--quiet", "--hard", "HEAD~1")
+    flagged = {m["key"] for m in verdict["metrics"] if m["verdict"] == "regression"}
+    assert code == 2, verdict
+    assert flagged & {"latency_mean", "cpu_per_request"}, flagged
