@@ -84,6 +84,10 @@ def _empty(ax, message: str = "no data") -> None:
 
 def response_times(baseline: Side, candidate: Side, path: Path) -> Path:
     """Latency (ms) against intended send time (s), all rounds of a side, one row per rate step."""
+    return _save(response_times_figure(baseline, candidate), path)
+
+
+def response_times_figure(baseline: Side, candidate: Side) -> Figure:
     steps = _steps(baseline, candidate) or [None]
     fig, axes = _figure(len(steps))
     for row, step in enumerate(steps):
@@ -102,7 +106,7 @@ def response_times(baseline: Side, candidate: Side, path: Path) -> Path:
     for row in axes:
         row[0].set_ylim(0, top)
     _titles(axes, baseline, candidate)
-    return _save(fig, path)
+    return fig
 
 
 def _pooled(side: Side, step: float | None) -> np.ndarray:
@@ -112,6 +116,10 @@ def _pooled(side: Side, step: float | None) -> np.ndarray:
 
 def ecdf(baseline: Side, candidate: Side, path: Path, *, xlabel: str, scale: float = 1000.0) -> Path:
     """Empirical CDF of the pooled values per rate step; x values are multiplied by `scale`."""
+    return _save(ecdf_figure(baseline, candidate, xlabel=xlabel, scale=scale), path)
+
+
+def ecdf_figure(baseline: Side, candidate: Side, *, xlabel: str, scale: float = 1000.0) -> Figure:
     steps = _steps(baseline, candidate) or [None]
     fig, axes = _figure(1)
     smallest, largest = np.inf, 0.0
@@ -143,11 +151,15 @@ def ecdf(baseline: Side, candidate: Side, path: Path, *, xlabel: str, scale: flo
         for ax in axes.flat:
             ax.set_xscale("log")
     _titles(axes, baseline, candidate)
-    return _save(fig, path)
+    return fig
 
 
 def throughput(baseline: Side, candidate: Side, path: Path) -> Path:
     """Responses/s per round against the offered rate, with the theoretical maximum (y = x)."""
+    return _save(throughput_figure(baseline, candidate), path)
+
+
+def throughput_figure(baseline: Side, candidate: Side) -> Figure:
     fig, axes = _figure(1)
     offered = [x for side in (baseline, candidate) for s in side.series for x in s.x]
     top = max(offered, default=1.0) * 1.1
@@ -169,7 +181,7 @@ def throughput(baseline: Side, candidate: Side, path: Path) -> Path:
         ax.legend(fontsize=8, loc="upper left")
         ax.grid(True, alpha=0.3)
     _titles(axes, baseline, candidate)
-    return _save(fig, path)
+    return fig
 
 
 def _medians(xs: Sequence[float], ys: Sequence[float]) -> list[tuple[float, float]]:
@@ -186,6 +198,10 @@ def _top(*sides: Side) -> float:
 
 def resources(rows: Sequence[tuple[str, Side, Side]], path: Path) -> Path:
     """Resource time series, one row per quantity (ylabel, baseline, candidate), a line per round."""
+    return _save(resources_figure(rows), path)
+
+
+def resources_figure(rows: Sequence[tuple[str, Side, Side]]) -> Figure:
     fig, axes = _figure(max(1, len(rows)))
     steps = _steps(*(side for _, b, c in rows for side in (b, c))) or [None]
     for row, (ylabel, baseline, candidate) in enumerate(rows):
@@ -202,4 +218,4 @@ def resources(rows: Sequence[tuple[str, Side, Side]], path: Path) -> Path:
         axes[row][0].set_ylim(0, _top(baseline, candidate))
     if rows:
         _titles(axes, rows[0][1], rows[0][2])
-    return _save(fig, path)
+    return fig

@@ -529,6 +529,8 @@ def render_summary(comparison: Comparison, report_url: str | None) -> str:
         _md(comparison.headline),
         "",
     ]
+    if comparison.overall in ("refused", "invalid"):
+        lines += [f"- {_md(r)}" for r in comparison.reasons] + [""]
     gated = ordered(comparison.gated)
     if gated:
         lines += ["| gated metric | baseline | candidate | change | verdict |",
