@@ -114,7 +114,9 @@ def _pooled(side: Side, step: float | None) -> np.ndarray:
     return np.sort(np.concatenate(parts)) if parts else np.empty(0)
 
 
-def ecdf(baseline: Side, candidate: Side, path: Path, *, xlabel: str, scale: float = 1000.0) -> Path:
+def ecdf(
+    baseline: Side, candidate: Side, path: Path, *, xlabel: str, scale: float = 1000.0
+) -> Path:
     """Empirical CDF of the pooled values per rate step; x values are multiplied by `scale`."""
     return _save(ecdf_figure(baseline, candidate, xlabel=xlabel, scale=scale), path)
 
@@ -173,7 +175,8 @@ def throughput_figure(baseline: Side, candidate: Side) -> Figure:
                 color=STEP_COLOURS[0], label="responses/s per round")
         medians = _medians(xs, ys)
         if medians:
-            ax.plot(*zip(*medians), color=STEP_COLOURS[0], label="median")
+            ax.plot([x for x, _ in medians], [y for _, y in medians], color=STEP_COLOURS[0],
+                    label="median")
         ax.set_xlim(0, top)
         ax.set_ylim(0, top)
         ax.set_xlabel("offered rate (requests/s)")
@@ -186,7 +189,7 @@ def throughput_figure(baseline: Side, candidate: Side) -> Figure:
 
 def _medians(xs: Sequence[float], ys: Sequence[float]) -> list[tuple[float, float]]:
     by_x: dict[float, list[float]] = {}
-    for x, y in zip(xs, ys):
+    for x, y in zip(xs, ys, strict=True):
         by_x.setdefault(x, []).append(y)
     return [(x, float(np.median(v))) for x, v in sorted(by_x.items())]
 
@@ -197,7 +200,7 @@ def _top(*sides: Side) -> float:
 
 
 def resources(rows: Sequence[tuple[str, Side, Side]], path: Path) -> Path:
-    """Resource time series, one row per quantity (ylabel, baseline, candidate), a line per round."""
+    """Resource time series, a row per quantity (ylabel, baseline, candidate), a line per round."""
     return _save(resources_figure(rows), path)
 
 

@@ -118,7 +118,7 @@ FUNCTIONS = [
 
 
 def comparison(*, candidate_label: str = XSS, with_details: bool = True) -> Comparison:
-    """A regression in mean latency at 5 req/s and in written bytes; one gated metric inconclusive."""
+    """A regression in latency at 5 req/s and in written bytes; one gated metric inconclusive."""
     base = results("main", 1.0, seed=1)
     cand = replace(results("feature", 1.3, seed=2), label=candidate_label)
     metrics = (

@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from harness import report
+from harness import report, view
 from harness.results import RequestLog
 from tests import comparisons
 from tests.goldtest import assert_golden
@@ -84,7 +84,8 @@ def test_html_loads_only_files_beside_it(written):
     out, _ = written
     html = (out / "report.html").read_text(encoding="utf-8")
     tags = _tags(html)
-    sources = [a["src"] for t, a in tags if t == "img"] + [a["href"] for t, a in tags if t == "link"]
+    sources = [a["src"] for t, a in tags if t == "img"]
+    sources += [a["href"] for t, a in tags if t == "link"]
     assert "report.css" in sources and any(s.endswith(".png") for s in sources)
     for source in sources:
         assert "/" not in source and (out / source).exists(), source
@@ -123,7 +124,7 @@ def test_inconclusive_gated_metric_is_shown_loudly(written):
 
 
 def test_change_table_puts_counters_first_then_instructions_then_timing(regression):
-    tables = report.step_tables(regression)
+    tables = view.step_tables(regression)
     assert [t.title for t in tables] == ["whole run", "5 req/s", "10 req/s"]
     assert [title.split(":")[0] for title, _ in tables[0].groups] == [
         "Counters", "Instructions under valgrind", "Timing"]
@@ -192,7 +193,7 @@ def test_junit_has_one_case_per_gated_metric_with_failures_and_skips(regression)
     root = ET.fromstring(report.render_junit(regression))
     suite = root.find("testsuite")
     cases = suite.findall("testcase")
-    assert [c.get("name") for c in cases] == [m.key for m in report.ordered(regression.gated)]
+    assert [c.get("name") for c in cases] == [m.key for m in view.ordered(regression.gated)]
     assert {c.get("classname") for c in cases} == {"performance.api-stress"}
     failed = {c.get("name") for c in cases if c.find("failure") is not None}
     skipped = {c.get("name") for c in cases if c.find("skipped") is not None}
@@ -245,17 +246,17 @@ def test_terminal_table_is_aligned_and_ends_with_the_verdict(regression):
     (None, "s", "n/a"),
 ])
 def test_values_carry_their_units(value, unit, text):
-    assert report.format_value(value, unit) == text
+    assert view.format_value(value, unit) == text
 
 
 @pytest.mark.parametrize("change, text", [
     (-0.531, "-53.1%"), (0.0005, "+0.05%"), (0.0, "0%"), (None, "n/a")])
 def test_changes_are_signed_percentages(change, text):
-    assert report.format_change(change) == text
+    assert view.format_change(change) == text
 
 
 def test_intervals_p_values_and_detectable_change():
-    assert report.format_interval(-0.02, 0.081) == "[-2.0%, +8.1%]"
-    assert report.format_p(0.0079) == "0.0079"
-    assert report.format_p(0.00001) == "<0.001"
-    assert report.format_detectable(0.12) == "±12.0%"
+    assert view.format_interval(-0.02, 0.081) == "[-2.0%, +8.1%]"
+    assert view.format_p(0.0079) == "0.0079"
+    assert view.format_p(0.00001) == "<0.001"
+    assert view.format_detectable(0.12) == "±12.0%"
