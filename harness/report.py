@@ -317,6 +317,8 @@ def terminal_table(comparison: Comparison) -> str:
         for line in lines
     ]
     overall = OVERALL_TEXT.get(comparison.overall, comparison.overall.upper())
+    if len(lines) == 1:
+        text = ["no metric was compared"]
     out = [f"{comparison.candidate.experiment.name}: baseline {comparison.baseline.label!r} "
            f"vs candidate {comparison.candidate.label!r}", ""] + text + [
         "", "* gates the build"]

@@ -206,6 +206,8 @@ def test_junit_reports_a_refused_comparison_as_an_error(regression):
     refused = replace(regression, metrics=(), overall="refused",
                       headline="Refused: the CPU models differ.",
                       reasons=("cpu_model: 'A' (baseline) vs 'B' (candidate)",))
+    assert "no metric was compared" in report.terminal_table(refused)
+    assert "cpu_model: 'A'" in report.render_summary(refused, None)
     root = ET.fromstring(report.render_junit(refused))
     (case,) = root.iter("testcase")
     assert case.get("name") == "comparison" and case.find("error") is not None
