@@ -196,9 +196,27 @@ def render_html(comparison: Comparison, plot_files: Sequence[tuple[Path, str]] =
 
 
 def _md(text: str) -> str:
-    """Text safe inside a Markdown table cell on GitHub: no HTML, no column breaks."""
+    """Text safe in Markdown on GitHub: no HTML, no emphasis or links, no table-column breaks."""
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return text.replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+    text = re.sub(r"([\\`*_\[\]|])", r"\\\1", text)  # SELECT * and file_names stay literal
+    return text.replace("\r", " ").replace("\n", " ")
+
+
+def _likely_causes(comparison: Comparison) -> list[str]:
+    """The top entry of each "what changed" ranking, so a PR comment names the likely cause."""
+    causes = []
+    queries = queries_view(comparison.details)
+    if queries and queries["changes"]:
+        top = queries["changes"][0]
+        caller = f", top caller {top['top_caller']}" if top["top_caller"] else ""
+        causes.append(f"Largest query change: {top['name']}: total time {top['total_change']} "
+                      f"({top['total_relative']}), calls {top['calls_change']}{caller}")
+    functions = functions_view(comparison.details)
+    if functions:
+        top_function = functions[0]
+        causes.append(f"Largest instruction change: {top_function['function']}: "
+                      f"{top_function['change']}")
+    return causes
 
 
 def render_summary(comparison: Comparison, report_url: str | None) -> str:
@@ -229,6 +247,9 @@ def render_summary(comparison: Comparison, report_url: str | None) -> str:
         lines.append("")
     else:
         lines += ["No gated metric was compared.", ""]
+    causes = _likely_causes(comparison)
+    if causes:
+        lines += [f"- {_md(c)}" for c in causes] + [""]
     notes = inconclusive_gated(comparison)
     if notes:
         lines.append(f"**Inconclusive gated metrics ({len(notes)}):**")

@@ -181,9 +181,9 @@ def test_summary_has_a_placeholder_without_a_safe_link(regression):
         assert "](" not in text and "placeholder" in text
 
 
-def test_summary_table_survives_pipes_in_labels(regression):
-    text = report.render_summary(replace(regression, headline="a | b"), None)
-    assert "a \\| b" in text
+def test_summary_keeps_markdown_syntax_in_labels_literal(regression):
+    text = report.render_summary(replace(regression, headline="a | b *c* [x](y) d_e_f"), None)
+    assert "a \\| b \\*c\\* \\[x\\](y) d\\_e\\_f" in text
 
 
 # ---------------------------------------------------------------- junit.xml
@@ -207,7 +207,7 @@ def test_junit_reports_a_refused_comparison_as_an_error(regression):
                       headline="Refused: the CPU models differ.",
                       reasons=("cpu_model: 'A' (baseline) vs 'B' (candidate)",))
     assert "no metric was compared" in report.terminal_table(refused)
-    assert "cpu_model: 'A'" in report.render_summary(refused, None)
+    assert "cpu\\_model: 'A'" in report.render_summary(refused, None)
     root = ET.fromstring(report.render_junit(refused))
     (case,) = root.iter("testcase")
     assert case.get("name") == "comparison" and case.find("error") is not None
