@@ -1,0 +1,264 @@
+"""Renderers: golden summary.md / junit.xml / terminal table / report.html, safety, grouping."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import replace
+from html.parser import HTMLParser
+
+import pytest
+
+from harness import report, view
+from harness.results import RequestLog
+from tests import comparisons
+from tests.goldtest import assert_golden
+
+URL = "https://jenkins.example/job/perf/7/Performance_20report/"
+
+
+@pytest.fixture(scope="module")
+def regression():
+    return comparisons.comparison()
+
+
+@pytest.fixture(scope="module")
+def written(regression, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    return out, report.write_reports(regression, out_dir=out, report_url=URL)
+
+
+class _Tags(HTMLParser):
+    """Every start tag with its attributes, so tests can look at what a browser would load."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def _tags(html: str) -> list[tuple[str, dict[str, str | None]]]:
+    parser = _Tags()
+    parser.feed(html)
+    return parser.tags
+
+
+# ---------------------------------------------------------------- golden files
+
+
+def test_summary_matches_golden(regression):
+    assert_golden("summary.md", report.render_summary(regression, URL))
+
+
+def test_junit_matches_golden(regression):
+    assert_golden("junit.xml", report.render_junit(regression))
+
+
+def test_terminal_table_matches_golden(regression):
+    assert_golden("terminal.txt", report.terminal_table(regression))
+
+
+def test_html_matches_golden(written):
+    out, _ = written
+    assert_golden("report.html", (out / "report.html").read_text(encoding="utf-8"))
+
+
+# ---------------------------------------------------------------- files written
+
+
+def test_write_reports_writes_every_file_and_only_complete_ones(written):
+    out, paths = written
+    names = {p.name for p in paths}
+    assert {"report.html", "report.css", "summary.md", "junit.xml"} <= names
+    assert {"response_times.png", "latency_ecdf.png", "throughput.png", "resources.png",
+            "loop_lag_ecdf.png"} <= names
+    assert all(p.exists() and p.stat().st_size > 0 for p in paths)
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    for png in (p for p in paths if p.suffix == ".png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_html_loads_only_files_beside_it(written):
+    out, _ = written
+    html = (out / "report.html").read_text(encoding="utf-8")
+    tags = _tags(html)
+    sources = [a["src"] for t, a in tags if t == "img"]
+    sources += [a["href"] for t, a in tags if t == "link"]
+    assert "report.css" in sources and any(s.endswith(".png") for s in sources)
+    for source in sources:
+        assert "/" not in source and (out / source).exists(), source
+
+
+def test_html_has_no_script_inline_style_or_data_uri(written):
+    out, _ = written
+    html = (out / "report.html").read_text(encoding="utf-8")
+    tags = _tags(html)
+    assert not [t for t, _ in tags if t in ("script", "style", "iframe", "object", "embed")]
+    assert not [a for _, a in tags if "style" in a or any(k.startswith("on") for k in a)]
+    assert "data:" not in html
+    assert not [a for t, a in tags if t == "a" and not (a["href"] or "").startswith("https://")]
+
+
+def test_environment_strings_are_escaped_everywhere(written):
+    out, _ = written
+    html = (out / "report.html").read_text(encoding="utf-8")
+    summary = (out / "summary.md").read_text(encoding="utf-8")
+    for text in (html, summary):
+        assert comparisons.XSS not in text
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    # the candidate's build URL is "javascript:alert(1)": shown as text, never as a link
+    assert "javascript:alert(1)" in html
+    assert 'href="javascript' not in html
+    assert 'href="https://jenkins.example/job/perf/main/1/"' in html
+
+
+def test_inconclusive_gated_metric_is_shown_loudly(written):
+    out, _ = written
+    html = (out / "report.html").read_text(encoding="utf-8")
+    alert = html.split('class="alert alert-inconclusive"', 1)[1].split("</section>", 1)[0]
+    assert "response time average @ 10 req/s" in alert
+    assert "14 rounds per side" in alert
+    assert '<h1 class="verdict-banner">REGRESSION' in html
+
+
+def test_change_table_puts_counters_first_then_instructions_then_timing(regression):
+    tables = view.step_tables(regression)
+    assert [t.title for t in tables] == ["whole run", "5 req/s", "10 req/s"]
+    assert [title.split(":")[0] for title, _ in tables[0].groups] == [
+        "Counters", "Instructions under valgrind", "Timing"]
+    timing = [row.key for row in dict(tables[1].groups)["Timing: judged on round values"]]
+    assert timing == ["latency_mean@5/s", "responses_per_s@5/s", "latency_p99@5/s"]
+
+
+def test_query_breakdown_has_the_thesis_columns_and_ranks_the_change(written):
+    out, _ = written
+    html = (out / "report.html").read_text(encoding="utf-8")
+    section = html.split('<section id="queries">', 1)[1].split("</section>", 1)[0]
+    for column in ("amount of calls", "total time", "max", "average", "min", "rows"):
+        assert f'<th scope="col">{column}</th>' in section
+    first_change = section.split("<tbody>", 1)[1].split("</tr>", 1)[0]
+    assert "SELECT * FROM channels WHERE id = ?" in first_change
+    assert "+400 ms" in first_change and "+800.0%" in first_change
+    assert "subjects/peer/api.py:42 channels" in first_change
+
+
+def test_details_sections_appear_only_with_their_data(tmp_path):
+    plain = comparisons.comparison(with_details=False)
+    html = report.render_html(plain)
+    assert 'id="queries"' not in html and 'id="functions"' not in html
+    html = report.render_html(comparisons.comparison())
+    assert 'id="queries"' in html and 'id="functions"' in html
+    assert "subjects/peer/api.py:channels" in html and "+25.0%" in html
+
+
+def test_report_without_samples_has_no_plots(tmp_path):
+    base = comparisons.comparison()
+    empty = tuple(replace(r, requests=RequestLog(), resources=None, probes={}, summary={})
+                  for r in base.baseline.rounds)
+    bare = replace(base, baseline=replace(base.baseline, rounds=empty),
+                   candidate=replace(base.candidate, rounds=empty))
+    paths = report.write_reports(bare, out_dir=tmp_path)
+    assert not [p for p in paths if p.suffix == ".png"]
+    assert "<img" not in (tmp_path / "report.html").read_text(encoding="utf-8")
+
+
+# ---------------------------------------------------------------- summary.md
+
+
+def test_summary_starts_with_the_marker_and_links_the_report(regression):
+    text = report.render_summary(regression, URL)
+    assert text.splitlines()[0] == report.SUMMARY_MARKER
+    assert f"[Full report]({URL})" in text
+    gated_rows = [line for line in text.splitlines() if line.startswith("| ") and "@" in line]
+    assert len(gated_rows) == 3  # latency at two steps, responses/s at one
+
+
+def test_summary_has_a_placeholder_without_a_safe_link(regression):
+    for url in (None, "javascript:alert(1)"):
+        text = report.render_summary(regression, url)
+        assert "](" not in text and "placeholder" in text
+
+
+def test_summary_keeps_markdown_syntax_in_labels_literal(regression):
+    text = report.render_summary(replace(regression, headline="a | b *c* [x](y) d_e_f"), None)
+    assert "a \\| b \\*c\\* \\[x\\](y) d\\_e\\_f" in text
+
+
+# ---------------------------------------------------------------- junit.xml
+
+
+def test_junit_has_one_case_per_gated_metric_with_failures_and_skips(regression):
+    root = ET.fromstring(report.render_junit(regression))
+    suite = root.find("testsuite")
+    cases = suite.findall("testcase")
+    assert [c.get("name") for c in cases] == [m.key for m in view.ordered(regression.gated)]
+    assert {c.get("classname") for c in cases} == {"performance.api-stress"}
+    failed = {c.get("name") for c in cases if c.find("failure") is not None}
+    skipped = {c.get("name") for c in cases if c.find("skipped") is not None}
+    assert failed == {"write_chars_per_request", "latency_mean@5/s"}
+    assert skipped == {"latency_mean@10/s"}
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("7", "2", "1")
+
+
+def test_junit_reports_a_refused_comparison_as_an_error(regression):
+    refused = replace(regression, metrics=(), overall="refused",
+                      headline="Refused: the CPU models differ.",
+                      reasons=("cpu_model: 'A' (baseline) vs 'B' (candidate)",))
+    assert "no metric was compared" in report.terminal_table(refused)
+    assert "cpu\\_model: 'A'" in report.render_summary(refused, None)
+    root = ET.fromstring(report.render_junit(refused))
+    (case,) = root.iter("testcase")
+    assert case.get("name") == "comparison" and case.find("error") is not None
+    assert root.get("errors") == "1"
+
+
+def test_junit_drops_characters_xml_cannot_hold(regression):
+    odd = replace(regression, candidate=replace(regression.candidate,
+                  experiment=replace(regression.candidate.experiment, name="api\x00stress")))
+    ET.fromstring(report.render_junit(odd))  # raises on invalid XML
+
+
+# ---------------------------------------------------------------- terminal and formatting
+
+
+def test_terminal_table_is_aligned_and_ends_with_the_verdict(regression):
+    text = report.terminal_table(regression)
+    lines = text.splitlines()
+    header = next(line for line in lines if "verdict" in line and "metric" in line)
+    column = header.index("verdict")
+    rows = [line for line in lines if re.search(r"(unchanged|regression|inconclusive)$", line)]
+    assert len(rows) == len(regression.metrics) - 1  # the improvement row ends differently
+    assert all(line.index(line.split()[-1]) == column for line in rows)
+    assert "Overall: REGRESSION" in text and text.rstrip().endswith(regression.headline)
+
+
+@pytest.mark.parametrize("value, unit, text", [
+    (0.0143, "s", "14.3 ms"),
+    (0.000412, "s", "0.412 ms"),
+    (12.5, "s", "12.5 s"),
+    (613 * 1024, "B", "613 KB"),
+    (41.2e6, "B", "39.3 MB"),
+    (512, "B", "512 B"),
+    (2399.57, "KB/s", "2,399.6 KB/s"),
+    (3.9, "1/s", "3.90 /s"),
+    (1.5e9, "instr", "1.50 G instr"),
+    (1234, "count", "1,234"),
+    (None, "s", "n/a"),
+])
+def test_values_carry_their_units(value, unit, text):
+    assert view.format_value(value, unit) == text
+
+
+@pytest.mark.parametrize("change, text", [
+    (-0.531, "-53.1%"), (0.0005, "+0.05%"), (0.0, "0%"), (None, "n/a")])
+def test_changes_are_signed_percentages(change, text):
+    assert view.format_change(change) == text
+
+
+def test_intervals_p_values_and_detectable_change():
+    assert view.format_interval(-0.02, 0.081) == "[-2.0%, +8.1%]"
+    assert view.format_p(0.0079) == "0.0079"
+    assert view.format_p(0.00001) == "<0.001"
+    assert view.format_detectable(0.12) == "±12.0%"
