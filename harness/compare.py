@@ -7,7 +7,6 @@ thresholds behind each verdict are explained for users in docs/statistics.md.
 from __future__ import annotations
 
 import math
-import zlib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -335,9 +334,8 @@ def timing_evidence(series: Series, policy: Policy, *, alpha: float, seed: int) 
     """Two-sided Mann-Whitney on round values, bootstrap CI (level 1 - alpha), noise and control."""
     b, c = series.baseline, series.candidate
     base, cand = stats.median(b), stats.median(c)
-    metric_seed = (seed << 32) ^ zlib.crc32(series.key.encode())  # stable across processes
     ci = stats.bootstrap_ratio_ci(b, c, level=1.0 - alpha, resamples=BOOTSTRAP_RESAMPLES,
-                                  seed=metric_seed)
+                                  seed=seed)
     noise = stats.coefficient_of_variation(b)
     return TimingEvidence(
         series=series, policy=policy, baseline=base, candidate=cand,
