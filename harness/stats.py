@@ -78,7 +78,9 @@ def split_half_change(values: Sequence[float]) -> float | None:
     """The A/A control: relative change of the median of odd-positioned values over even ones.
 
     Rounds of the same code, split by execution order (0, 2, 4, ... against 1, 3, 5, ...), show
-    how far this session's noise alone moves the median; None with fewer than 4 values.
+    how far this session's noise alone moves the median; None with fewer than 4 values. The
+    verdicts use it as a threshold: a change must exceed it, and `unchanged` needs it below
+    min_change.
     """
     if len(values) < 4:
         return None
