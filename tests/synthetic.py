@@ -61,7 +61,8 @@ def make_results(rounds, *, label: str = "candidate", environment=None, policies
 
 
 def session(seed: int, rounds: int, *, shift: float = 0.0, offset_sd: float = 0.09,
-            counters: bool = True, baseline_rounds: int | None = None) -> tuple[Results, Results]:
+            counters: bool = True, baseline_rounds: int | None = None,
+            requests: int = 200) -> tuple[Results, Results]:
     """Baseline and candidate, interleaved; the candidate's timing is (1 + shift) times slower."""
     rng = np.random.default_rng(seed)
     sides: dict[str, list[Round]] = {"baseline": [], "candidate": []}
@@ -71,7 +72,7 @@ def session(seed: int, rounds: int, *, shift: float = 0.0, offset_sd: float = 0.
         for side, scale in (("baseline", 1.0), ("candidate", 1.0 + shift)):
             if i >= counts[side]:
                 continue
-            summary = timing_summary(rng, scale=scale, offset_sd=offset_sd)
+            summary = timing_summary(rng, scale=scale, offset_sd=offset_sd, requests=requests)
             if counters:
                 summary.update(counter_summary())
             sides[side].append(make_round(index, summary, side=side))
