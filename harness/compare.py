@@ -273,6 +273,7 @@ def judge_counter(series: Series, policy: Policy) -> MetricComparison:
     change = stats.relative_change(base, cand)
     n1, n2 = len(series.baseline), len(series.candidate)
     spread = max(_spread(series.baseline), _spread(series.candidate))
+    verdict: MetricVerdict
     measured_spread = spread if max(n1, n2) > 1 else None
     kind = "instructions under valgrind" if series.evidence == "instructions" else "counter"
     unit = "run" if series.evidence == "instructions" else "round"
@@ -346,20 +347,26 @@ def timing_evidence(series: Series, policy: Policy, *, alpha: float, seed: int) 
 
 
 def _timing_verdict(
-    ev: TimingEvidence, p_adjusted: float, alpha: float, detectable: float, needed: int | None
-) -> tuple[str, str]:
+    ev: TimingEvidence, p_adjusted: float, alpha: float, family: int, detectable: float,
+    needed: int | None,
+) -> tuple[MetricVerdict, str]:
     """Regression/improvement: adjusted p < alpha, |change| >= min_change, CI excludes 0 and the
     change exceeds the A/A control. Unchanged: a min_change shift was detectable, the CI lies
     within +-min_change and the control stayed below it. Anything else: inconclusive."""
     metric, threshold = METRICS[ev.series.metric], ev.policy.min_change
     n1, n2 = len(ev.series.baseline), len(ev.series.candidate)
     settle = f"; about {needed} rounds per side would settle it" if needed else ""
+    floor = stats.min_p_value(n1, n2)
     if min(n1, n2) < MIN_TIMING_ROUNDS:
-        floor = stats.min_p_value(n1, n2)
         return "inconclusive", (
             f"only {n1} + {n2} rounds: a rank test on so few rounds cannot go below "
-            f"p = {floor:.3g}, so no change can be shown at alpha {alpha:g}; at least "
+            f"p = {floor:.2g}, so no change can be shown at alpha {alpha:g}; at least "
             f"{MIN_TIMING_ROUNDS} rounds per side are needed{settle}")
+    if floor * family >= alpha:
+        return "inconclusive", (
+            f"with {n1} + {n2} rounds the rank test cannot go below p = {floor:.2g}, and Holm's "
+            f"correction over {family} timing metrics needs p < {alpha / family:.2g}; more "
+            f"rounds are needed{settle}")
     if ev.change is None or ev.ci is None:
         return "inconclusive", "the baseline's median is 0, so a relative change is undefined"
     low, high = ev.ci
@@ -367,7 +374,7 @@ def _timing_verdict(
     control = abs(ev.control) if ev.control is not None else 0.0
     significant = p_adjusted < alpha and (low > 0 or high < 0)
     if significant and abs(ev.change) >= threshold and abs(ev.change) > control:
-        verdict = "regression" if _worse(ev.change, metric) > 0 else "improvement"
+        verdict: MetricVerdict = "regression" if _worse(ev.change, metric) > 0 else "improvement"
         return verdict, f"{interval}, beyond the {threshold:.0%} minimum"
     if significant and abs(ev.change) >= threshold:
         return "inconclusive", (
@@ -405,7 +412,8 @@ def judge_timing(
     needed = stats.rounds_needed(ev.cv, ev.policy.min_change, alpha=alpha_each)
     if needed is not None:
         needed = max(needed, MIN_TIMING_ROUNDS)
-    verdict, reason = _timing_verdict(ev, p_adjusted, alpha, detectable, needed)
+    verdict, reason = _timing_verdict(ev, p_adjusted, alpha, max(1, family), detectable,
+                                      needed)
     method = "exact" if ev.test.method == "exact" else "normal-approximation"
     evidence = (f"timing, {n1} + {n2} rounds, {method} Mann-Whitney, Holm over {family} "
                 f"{'gated' if ev.policy.gate else 'non-gated'} timing metrics")
