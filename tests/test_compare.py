@@ -75,6 +75,12 @@ def test_three_rounds_per_side_are_inconclusive_not_unchanged_and_say_why():
         assert exit_code(comparison, fail_on_inconclusive=True) == 2
 
 
+def test_five_rounds_cannot_beat_holm_over_three_gated_timing_metrics_but_six_can():
+    five = by_key(compare(*session(1, 5, shift=0.5)))["cpu_per_request"]
+    assert five.verdict == "inconclusive" and "Holm" in five.reason
+    assert by_key(compare(*session(1, 6, shift=0.5)))["cpu_per_request"].verdict == "regression"
+
+
 def test_high_noise_is_inconclusive_with_the_rounds_that_would_settle_it():
     comparison = compare(*session(3, 10, offset_sd=0.30))
     latency = by_key(comparison)["latency_mean"]
