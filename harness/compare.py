@@ -259,6 +259,11 @@ def _fmt(change: float | None) -> str:
     return "n/a" if change is None else f"{change:+.1%}"
 
 
+def _pct(fraction: float) -> str:
+    """A threshold as people write it: 0.1 -> "10%", 0.005 -> "0.5%"."""
+    return f"{fraction * 100:.3g}%"
+
+
 def judge_counter(series: Series, policy: Policy) -> MetricComparison:
     """Counter test: regression when the median moved the bad way by more than min_change.
 
@@ -277,23 +282,23 @@ def judge_counter(series: Series, policy: Policy) -> MetricComparison:
     measured_spread = spread if max(n1, n2) > 1 else None
     kind = "instructions under valgrind" if series.evidence == "instructions" else "counter"
     unit = "run" if series.evidence == "instructions" else "round"
-    evidence = f"{kind}, {n1} + {n2} {unit}s, relative threshold {threshold:.1%}"
+    evidence = f"{kind}, {n1} + {n2} {unit}s, relative threshold {_pct(threshold)}"
     if change is None:  # from exactly 0 to something: no ratio, but the direction is clear
         verdict = "regression" if metric.better == "lower" else "improvement"
         reason = f"went from 0 to {cand:g}; any change from 0 counts"
     elif threshold > 0 and measured_spread is not None and spread >= threshold:
         verdict = "inconclusive"
-        reason = (f"its rounds varied by {spread:.1%}, not below the {threshold:.1%} threshold; "
+        reason = (f"its rounds varied by {spread:.1%}, not below the {_pct(threshold)} threshold; "
                   f"raise min_change or judge it as timing")
     elif _worse(change, metric) > threshold:
         verdict = "regression"
-        reason = f"{_fmt(change)} is worse by more than the {threshold:.1%} threshold"
+        reason = f"{_fmt(change)} is worse by more than the {_pct(threshold)} threshold"
     elif -_worse(change, metric) > threshold:
         verdict = "improvement"
-        reason = f"{_fmt(change)} is better by more than the {threshold:.1%} threshold"
+        reason = f"{_fmt(change)} is better by more than the {_pct(threshold)} threshold"
     else:
         verdict = "unchanged"
-        reason = f"{_fmt(change)} is within the {threshold:.1%} threshold"
+        reason = f"{_fmt(change)} is within the {_pct(threshold)} threshold"
     return MetricComparison(
         key=series.key, metric=series.metric, label=_label(series, metric), unit=metric.unit,
         kind=metric.kind, better=metric.better, step=series.step, gate=policy.gate,
@@ -375,7 +380,7 @@ def _timing_verdict(
     significant = p_adjusted < alpha and (low > 0 or high < 0)
     if significant and abs(ev.change) >= threshold and abs(ev.change) > control:
         verdict: MetricVerdict = "regression" if _worse(ev.change, metric) > 0 else "improvement"
-        return verdict, f"{interval}, beyond the {threshold:.0%} minimum"
+        return verdict, f"{interval}, beyond the {_pct(threshold)} minimum"
     if significant and abs(ev.change) >= threshold:
         return "inconclusive", (
             f"{interval}, but the baseline's own odd and even rounds differed by "
@@ -383,17 +388,17 @@ def _timing_verdict(
     if control >= threshold > 0:
         return "inconclusive", (
             f"{interval}; the baseline's own odd and even rounds differed by {_fmt(ev.control)}, "
-            f"at least the {threshold:.0%} minimum, so this session is too noisy{settle}")
+            f"at least the {_pct(threshold)} minimum, so this session is too noisy{settle}")
     if detectable <= threshold and -threshold <= low and high <= threshold:
         return "unchanged", (
-            f"{interval}, within +-{threshold:.0%}; a {detectable:.1%} change would have been "
+            f"{interval}, within +-{_pct(threshold)}; a {detectable:.1%} change would have been "
             f"detected")
     if detectable > threshold:
         return "inconclusive", (
-            f"{interval}; round-to-round noise of {ev.cv:.1%} hides a {threshold:.0%} change "
+            f"{interval}; round-to-round noise of {ev.cv:.1%} hides a {_pct(threshold)} change "
             f"with {n1} + {n2} rounds (smallest detectable {detectable:.1%}){settle}")
     return "inconclusive", (
-        f"{interval}: the interval reaches beyond +-{threshold:.0%} without a significant "
+        f"{interval}: the interval reaches beyond +-{_pct(threshold)} without a significant "
         f"change{settle}")
 
 
@@ -547,7 +552,7 @@ def _headline(
         count = sum(m.verdict == "regression" for m in gated)
         more = f", and {count - 1} more gated metric(s) regressed" if count > 1 else ""
         return (f"Failed: {worst.key} got worse by {_fmt(worst.change)} "
-                f"({worst.evidence.split(',')[0]}), beyond its {worst.min_change:.0%} "
+                f"({worst.evidence.split(',')[0]}), beyond its {_pct(worst.min_change)} "
                 f"minimum{more}.")
     if overall == "inconclusive":
         unsure = [m for m in gated if m.verdict == "inconclusive"]
