@@ -563,7 +563,7 @@ def _headline(
         return (f"Inconclusive: no gated metric regressed, but {len(unsure)} could not be judged "
                 f"({', '.join(m.key for m in unsure)}){settle}.")
     improved = sum(m.verdict == "improvement" for m in gated)
-    return (f"Passed: none of {len(gated)} gated metrics got worse by more than its minimum "
+    return (f"Passed: none of {len(gated)} gated metrics got worse by more than their minimum "
             f"({len(gated) - improved} unchanged, {improved} improved).")
 
 
