@@ -1,0 +1,324 @@
+"""Verdicts on synthetic rounds whose truth is known (tests/synthetic.py), and verdict.json."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from harness import stats
+from harness.compare import (
+    VERDICT_FORMAT_VERSION,
+    compare,
+    comparison_to_json,
+    exit_code,
+    save_verdict,
+)
+from harness.errors import ConfigError
+from harness.metrics import METRICS
+from harness.results import RequestLog
+from tests.synthetic import ENVIRONMENT, counter_summary, make_results, make_round, session
+
+TIMING = [name for name, metric in METRICS.items() if metric.kind == "timing"]
+
+
+def by_key(comparison):
+    return {m.key: m for m in comparison.metrics}
+
+
+def counters_only(values_per_round, **kwargs):
+    return make_results([make_round(i, counter_summary(**values))
+                         for i, values in enumerate(values_per_round)], **kwargs)
+
+
+# --- the false-alarm rate and the power the issue asks for ------------------------------------
+
+
+def test_aa_comparisons_are_flagged_as_regression_at_most_once_in_100():
+    noise_levels = (0.02, 0.05, 0.09, 0.15)  # calm to noisy sessions (DESIGN.md 8)
+    failed = [seed for seed in range(100)
+              if exit_code(compare(*session(seed, 10, offset_sd=noise_levels[seed % 4]))) != 0]
+    assert len(failed) <= 1, failed
+
+
+def test_a_shift_of_three_times_min_change_is_found_with_ten_rounds_per_side():
+    found = 0
+    for seed in range(20):
+        comparison = compare(*session(seed, 10, shift=0.30))  # min_change of both is 10%
+        metrics = by_key(comparison)
+        found += metrics["cpu_per_request"].verdict == "regression"
+        assert comparison.overall == "regression"
+        assert exit_code(comparison) == 2
+    assert found >= 19
+
+
+def test_a_regression_is_named_in_the_headline_with_its_evidence():
+    comparison = compare(*session(1, 10, shift=0.30))
+    assert comparison.headline.startswith("Failed: ")
+    assert "latency_mean" in comparison.headline or "cpu_per_request" in comparison.headline
+    regression = by_key(comparison)["cpu_per_request"]
+    assert regression.ci_low > 0 and regression.p_adjusted < 0.01
+    assert regression.change >= regression.min_change
+    assert "Mann-Whitney" in regression.evidence and "Holm" in regression.evidence
+
+
+def test_three_rounds_per_side_are_inconclusive_not_unchanged_and_say_why():
+    for shift in (0.0, 0.30):
+        comparison = compare(*session(2, 3, shift=shift))
+        timing = [m for m in comparison.gated if m.kind == "timing"]
+        assert timing and all(m.verdict == "inconclusive" for m in timing)
+        assert all("3 + 3 rounds" in m.reason and m.rounds_needed >= 5 for m in timing)
+        assert comparison.overall == "inconclusive"
+        assert any(w.startswith("WARNING") for w in comparison.warnings)
+        assert exit_code(comparison) == 0
+        assert exit_code(comparison, fail_on_inconclusive=True) == 2
+
+
+def test_five_rounds_cannot_beat_holm_over_three_gated_timing_metrics_but_six_can():
+    five = by_key(compare(*session(1, 5, shift=0.5)))["cpu_per_request"]
+    assert five.verdict == "inconclusive" and "Holm" in five.reason
+    assert by_key(compare(*session(1, 6, shift=0.5)))["cpu_per_request"].verdict == "regression"
+
+
+def test_high_noise_is_inconclusive_with_the_rounds_that_would_settle_it():
+    comparison = compare(*session(3, 10, offset_sd=0.30))
+    latency = by_key(comparison)["latency_mean"]
+    assert latency.verdict == "inconclusive"
+    assert latency.detectable > latency.min_change
+    assert latency.rounds_needed > 10
+    assert f"{latency.rounds_needed} rounds per side" in latency.reason
+
+
+def test_a_calm_session_without_change_says_unchanged_and_passes():
+    # 1,000 requests a round and a 2% round offset: CV ~3%, as measured in calm periods
+    comparison = compare(*session(4, 10, offset_sd=0.02, requests=1000))
+    latency = by_key(comparison)["latency_mean"]
+    assert latency.verdict == "unchanged"
+    assert latency.detectable <= latency.min_change
+    assert -latency.min_change <= latency.ci_low <= latency.ci_high <= latency.min_change
+    assert comparison.overall == "pass" and exit_code(comparison) == 0
+    assert comparison.headline.startswith("Passed")
+
+
+def test_a_drifting_session_cannot_say_unchanged():
+    # the baseline's odd rounds run 15% slower than its even ones: identical code, noisy session
+    baseline, candidate = session(5, 10, offset_sd=0.01)
+    drifted = [make_round(r.index, {**r.summary, "latency_mean": r.summary["latency_mean"]
+                                    * (1.15 if i % 2 else 1.0)}, side="baseline")
+               for i, r in enumerate(baseline.rounds)]
+    latency = by_key(compare(make_results(drifted), candidate))["latency_mean"]
+    assert latency.control == pytest.approx(0.15, abs=0.03)
+    assert latency.verdict == "inconclusive"
+
+
+# --- multiple comparisons -----------------------------------------------------------------------
+
+
+def many_timing_metrics(seed, rounds=10):
+    """A/A: every declared timing metric, independent 10% noise, all gated with min_change 0."""
+    rng = np.random.default_rng(seed)
+    values = np.exp(rng.normal(0.0, 0.10, size=(2, rounds, len(TIMING))))
+    sides = [make_results([make_round(i, dict(zip(TIMING, map(float, values[side, i]),
+                                                  strict=True)))
+                           for i in range(rounds)]) for side in (0, 1)]
+    return compare(*sides, policies={name: {"gate": True, "min_change": 0.0} for name in TIMING})
+
+
+def false_alarms(trials=200):
+    return sum(any(m.verdict in ("regression", "improvement") for m in many_timing_metrics(s).gated)
+               for s in range(trials))
+
+
+def test_false_alarms_across_many_metrics_stay_at_alpha():
+    # 18 gated timing metrics per comparison; Holm keeps "any metric flagged" near alpha = 1%
+    assert false_alarms() <= 2
+
+
+def test_without_the_correction_the_same_comparisons_cry_wolf(monkeypatch):
+    # proves the test above can fail: with raw p-values many A/A comparisons flag something
+    monkeypatch.setattr(stats, "holm", lambda p_values: list(p_values))
+    assert false_alarms() >= 8
+
+
+# --- counters and instruction counts -------------------------------------------------------------
+
+
+def test_a_counter_changing_by_two_percent_is_caught_from_one_round():
+    comparison = compare(counters_only([{"write_chars": 1000.0}]),
+                         counters_only([{"write_chars": 1020.0}]))
+    metric = by_key(comparison)["write_chars_per_request"]
+    assert metric.verdict == "regression" and metric.change == pytest.approx(0.02)
+    assert "1 + 1 rounds" in metric.evidence
+    assert comparison.overall == "regression" and exit_code(comparison) == 2
+    assert "write_chars_per_request" in comparison.headline
+
+
+def test_a_counter_within_its_threshold_is_unchanged():
+    comparison = compare(counters_only([{"write_chars": 1000.0}]),
+                         counters_only([{"write_chars": 1005.0}]))
+    assert by_key(comparison)["write_chars_per_request"].verdict == "unchanged"
+    assert comparison.overall == "pass"
+
+
+def test_fewer_queries_is_an_improvement():
+    comparison = compare(counters_only([{"queries": 4.0}]), counters_only([{"queries": 3.0}]))
+    assert by_key(comparison)["queries_per_request"].verdict == "improvement"
+    assert comparison.overall == "pass"
+
+
+def test_any_error_where_there_were_none_is_a_regression():
+    comparison = compare(counters_only([{"errors": 0.0}]), counters_only([{"errors": 1.0}]))
+    errors = by_key(comparison)["errors"]
+    assert errors.verdict == "regression" and errors.change is None
+    assert exit_code(comparison) == 2
+
+
+def test_a_counter_whose_rounds_disagree_is_inconclusive():
+    base = counters_only([{"write_chars": v} for v in (1000.0, 1040.0, 990.0)])
+    cand = counters_only([{"write_chars": v} for v in (1010.0, 1000.0, 1060.0)])
+    metric = by_key(compare(base, cand))["write_chars_per_request"]
+    assert metric.verdict == "inconclusive" and "varied" in metric.reason
+
+
+def test_instruction_counts_are_compared_per_endpoint():
+    def with_instructions(per_request):
+        return make_results([make_round(0, counter_summary())], instructions={
+            "endpoints": {"channels": {"per_request": per_request},
+                          "health": {"per_request": 5000.0}}})
+
+    comparison = compare(with_instructions(123456.0), with_instructions(123456.0 * 1.02))
+    metrics = by_key(comparison)
+    assert metrics["instructions_per_request[channels]"].verdict == "regression"
+    assert metrics["instructions_per_request[health]"].verdict == "unchanged"
+    assert "valgrind" in metrics["instructions_per_request[channels]"].evidence
+    assert comparison.overall == "regression"
+
+
+def test_a_lower_rate_of_responses_is_a_regression():
+    baseline, candidate = session(6, 10, offset_sd=0.02)
+    slower = [make_round(r.index, {**r.summary, "responses_per_s": r.summary["responses_per_s"]
+                                   * 0.7}) for r in candidate.rounds]
+    metric = by_key(compare(baseline, make_results(slower)))["responses_per_s"]
+    assert metric.change < 0 and metric.verdict == "regression"
+
+
+# --- what is compared, and under which policy ---------------------------------------------------
+
+
+def test_sweep_steps_and_other_instances_get_their_own_keys():
+    def side(scale):
+        rounds = []
+        for i in range(2):
+            for step in (5.0, 10.0):
+                summary = {"latency_mean": 0.01 * scale, "write_chars_per_request": 1000.0 * scale,
+                           "cpu_per_request": 0.002}
+                rounds.append(make_round(i, summary, step=step, instance=1))
+                rounds.append(make_round(i, summary, step=step, instance=2))
+        return make_results(rounds)
+
+    keys = set(by_key(compare(side(1.0), side(1.0))))
+    assert {"latency_mean@5/s", "latency_mean@10/s", "write_chars_per_request@10/s#2",
+            "cpu_per_request@5/s#2"} <= keys
+    assert "latency_mean@5/s#2" not in keys  # request metrics only for the loaded instance
+
+
+def test_policies_layer_metrics_then_experiment_then_argument():
+    base = counters_only([{"write_chars": 1000.0}])
+    cand = counters_only([{"write_chars": 1020.0}],
+                         policies={"write_chars_per_request": {"min_change": 0.05}})
+    assert by_key(compare(base, cand))["write_chars_per_request"].verdict == "unchanged"
+    overridden = compare(base, cand, policies={"write_chars_per_request": {"min_change": 0.01}})
+    assert by_key(overridden)["write_chars_per_request"].verdict == "regression"
+    ungated = compare(base, cand, policies={"write_chars_per_request": {"gate": False,
+                                                                        "min_change": 0.01}})
+    assert ungated.overall == "pass"  # reported, but does not fail the build
+    assert any("not gated" in r for r in ungated.reasons)
+
+
+def test_an_unknown_metric_in_the_policies_is_an_error():
+    base = counters_only([{}])
+    with pytest.raises(ConfigError, match="latency_maen"):
+        compare(base, base, policies={"latency_maen": {"gate": True}})
+
+
+def test_a_metric_measured_on_one_side_only_is_a_warning_not_a_verdict():
+    base = counters_only([{}])
+    cand = make_results([make_round(0, {**counter_summary(), "read_chars_per_request": 5.0})])
+    comparison = compare(base, cand)
+    assert "read_chars_per_request" not in by_key(comparison)
+    assert any("read_chars_per_request: measured only in the candidate" in w
+               for w in comparison.warnings)
+
+
+# --- refusal and invalid runs -------------------------------------------------------------------
+
+
+def test_a_fingerprint_mismatch_is_refused_unless_overridden():
+    base = counters_only([{}])
+    cand = counters_only([{"write_chars": 2000.0}],
+                         environment={**ENVIRONMENT, "cpu_model": "Other CPU"})
+    refused = compare(base, cand)
+    assert refused.overall == "refused" and exit_code(refused) == 1
+    assert "cpu_model" in refused.headline and "--allow-mismatch" in refused.headline
+    assert any("Other CPU" in r for r in refused.reasons)
+    allowed = compare(base, cand, allow_mismatch=True)
+    assert allowed.overall == "regression"
+    assert any("cpu_model" in w for w in allowed.warnings)
+
+
+def test_an_invalid_round_makes_the_comparison_invalid_never_a_pass():
+    base, cand = session(7, 10, offset_sd=0.02)
+    rounds = list(cand.rounds)
+    rounds[3] = make_round(rounds[3].index, rounds[3].summary, valid=False,
+                           invalid_reason="driver fell behind: p99 send lag 0.2 s > 0.05 s")
+    comparison = compare(base, make_results(rounds))
+    assert comparison.overall == "invalid" and exit_code(comparison) == 1
+    assert exit_code(comparison, fail_on_inconclusive=True) == 1
+    assert f"candidate round {rounds[3].index}" in comparison.headline
+    assert "driver fell behind" in comparison.headline
+
+
+def test_errors_above_the_limit_make_the_run_invalid():
+    n = 100
+    log = RequestLog(endpoint=("channels",) * n, intended=(0.0,) * n, sent=(0.0,) * n,
+                     latency=(0.01,) * n, service=(0.01,) * n, status=(200,) * 95 + (500,) * 5,
+                     nbytes=(10,) * n, error=(None,) * n)
+    base = counters_only([{}])
+    cand = make_results([make_round(0, counter_summary(errors=5.0), requests=log)])
+    comparison = compare(base, cand)
+    assert comparison.overall == "invalid"
+    assert any("5 of 100 requests failed" in r for r in comparison.reasons)
+
+
+def test_nothing_in_common_is_invalid():
+    empty = make_results([make_round(0, {})])
+    assert compare(empty, empty).overall == "invalid"
+
+
+# --- verdict.json -------------------------------------------------------------------------------
+
+
+def test_verdict_json_is_strict_json_with_every_field(tmp_path):
+    comparison = compare(*session(8, 3, shift=0.30))  # has infinite detectable changes
+    path = tmp_path / "out" / "verdict.json"
+    save_verdict(comparison, path)
+
+    def refuse(constant):
+        raise AssertionError(f"non-standard JSON constant {constant}")
+
+    data = json.loads(path.read_text(), parse_constant=refuse)
+    assert data["format_version"] == VERDICT_FORMAT_VERSION
+    assert data["overall"] == "inconclusive" and data["headline"] == comparison.headline
+    assert data == comparison_to_json(comparison)
+    latency = next(m for m in data["metrics"] if m["key"] == "latency_mean")
+    for field in ("baseline", "candidate", "change", "ci_low", "ci_high", "p_value",
+                  "p_adjusted", "detectable", "rounds_needed", "verdict", "evidence", "reason"):
+        assert field in latency
+    assert latency["detectable"] is None  # infinite: 3 rounds can detect nothing
+    assert len(latency["baseline_rounds"]) == 3
+
+
+def test_the_same_inputs_and_seed_give_the_same_verdict():
+    first = comparison_to_json(compare(*session(9, 10, shift=0.1)))
+    assert first == comparison_to_json(compare(*session(9, 10, shift=0.1)))

@@ -1,0 +1,170 @@
+"""Pure statistics: the rank test, bootstrap interval, corrections, detectable change, rounds."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from harness import stats
+
+
+def brute_force_p(x, y):
+    """Two-sided exact p by enumerating every split of the pooled mid-ranks (small n only)."""
+    ranks = stats._midranks(list(x) + list(y))
+    n1, n = len(x), len(x) + len(y)
+    centre = n1 * (n + 1) / 2
+    observed = abs(sum(ranks[:n1]) - centre)
+    splits = list(itertools.combinations(range(n), n1))
+    extreme = sum(abs(sum(ranks[i] for i in s) - centre) >= observed - 1e-9 for s in splits)
+    return extreme / len(splits)
+
+
+def test_descriptive_functions_keep_their_behaviour():
+    assert stats.mean([1.0, 2.0, 3.0]) == 2.0
+    assert stats.stdev([2.0, 4.0]) == pytest.approx(math.sqrt(2.0))
+    assert stats.percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
+    assert stats.median([5.0, 1.0, 3.0]) == 3.0
+
+
+def test_complete_separation_of_five_rounds_reaches_the_exact_floor():
+    result = stats.mann_whitney([1, 2, 3, 4, 5], [6, 7, 8, 9, 10])
+    assert result.method == "exact"
+    assert result.p_value == pytest.approx(2 / math.comb(10, 5))
+    assert result.p_value < 0.01
+
+
+def test_four_rounds_per_side_can_never_reach_one_percent():
+    assert stats.min_p_value(4, 4) == pytest.approx(2 / 70)
+    assert stats.min_p_value(4, 4) > 0.01
+    assert stats.min_p_value(5, 5) < 0.01
+    best = stats.mann_whitney([1, 2, 3, 4], [5, 6, 7, 8]).p_value
+    assert best == pytest.approx(stats.min_p_value(4, 4))
+
+
+@pytest.mark.parametrize("n1,n2,rounding", [(3, 7, 0), (6, 6, 0), (5, 4, 1), (4, 6, None)])
+def test_exact_p_matches_enumeration_with_and_without_ties(n1, n2, rounding):
+    rng = np.random.default_rng(n1 * 10 + n2)
+    x, y = rng.normal(size=n1), rng.normal(0.7, size=n2)
+    if rounding is not None:  # force ties
+        x, y = np.round(x, rounding), np.round(y, rounding)
+    result = stats.mann_whitney(list(x), list(y))
+    assert result.p_value == pytest.approx(brute_force_p(list(x), list(y)))
+
+
+def test_identical_samples_are_not_different_and_the_test_is_symmetric():
+    assert stats.mann_whitney([1.0] * 6, [1.0] * 6).p_value == 1.0
+    x, y = [1.0, 3.0, 2.5, 7.0, 4.0], [2.0, 9.0, 8.0, 6.0, 5.5]
+    assert stats.mann_whitney(x, y).p_value == pytest.approx(stats.mann_whitney(y, x).p_value)
+
+
+def test_normal_approximation_takes_over_above_twenty_and_agrees_with_exact():
+    rng = np.random.default_rng(5)
+    x, y = list(rng.normal(size=21)), list(rng.normal(0.5, size=21))
+    approx = stats.mann_whitney(x, y)
+    assert approx.method == "normal"
+    exact = stats.mann_whitney(x[:20], y[:20])
+    assert exact.method == "exact"
+    assert approx.p_value == pytest.approx(exact.p_value, rel=0.5)
+
+
+def test_agrees_with_reference_values():
+    # reference p-values from scipy.stats.mannwhitneyu on the same data (scipy is not a dependency)
+    rng = np.random.default_rng(9)
+    x, y = np.round(rng.normal(size=30), 1), np.round(rng.normal(0.6, size=25), 1)
+    assert stats.mann_whitney(list(x), list(y)).p_value == pytest.approx(0.4312307082636859)
+    x, y = rng.normal(size=8), rng.normal(0.6, size=12)
+    assert stats.mann_whitney(list(x), list(y)).p_value == pytest.approx(0.13493688973565135)
+
+
+def test_mann_whitney_refuses_an_empty_side():
+    with pytest.raises(ValueError):
+        stats.mann_whitney([], [1.0])
+
+
+def test_bootstrap_interval_is_seeded_and_covers_the_true_ratio():
+    rng = np.random.default_rng(2)
+    base = list(100 * np.exp(rng.normal(0, 0.05, 10)))
+    cand = list(130 * np.exp(rng.normal(0, 0.05, 10)))
+    first = stats.bootstrap_ratio_ci(base, cand, seed=3)
+    assert first == stats.bootstrap_ratio_ci(base, cand, seed=3)
+    low, high = first
+    assert low < 0.30 < high
+    assert low > 0  # a 30% change with 5% noise is clearly not zero
+    narrow = stats.bootstrap_ratio_ci(base, cand, level=0.80, seed=3)
+    assert low <= narrow[0] <= narrow[1] <= high
+
+
+def test_bootstrap_of_an_all_zero_baseline_has_no_ratio():
+    assert stats.bootstrap_ratio_ci([0.0, 0.0], [1.0, 2.0]) is None
+
+
+def test_holm_and_benjamini_hochberg_known_values():
+    p = [0.01, 0.04, 0.03, 0.005]
+    assert stats.holm(p) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert stats.benjamini_hochberg(p) == pytest.approx([0.02, 0.04, 0.04, 0.02])
+    assert stats.holm([]) == [] and stats.benjamini_hochberg([]) == []
+    assert stats.holm([0.9, 0.8]) == [1.0, 1.0]  # capped at 1, monotone
+
+
+def test_holm_is_never_more_lenient_than_benjamini_hochberg_or_raw():
+    rng = np.random.default_rng(4)
+    p = list(rng.uniform(0, 0.05, 12))
+    for raw, h, bh in zip(p, stats.holm(p), stats.benjamini_hochberg(p), strict=True):
+        assert raw <= bh + 1e-12 and bh <= h + 1e-12
+
+
+def test_detectable_change_is_infinite_below_five_rounds_and_shrinks_with_rounds():
+    assert math.isinf(stats.detectable_change(0.10, 4, 4, alpha=0.01))
+    five = stats.detectable_change(0.10, 5, 5, alpha=0.01)
+    ten = stats.detectable_change(0.10, 10, 10, alpha=0.01)
+    assert math.isfinite(five) and ten < five
+    assert stats.detectable_change(0.05, 10, 10) == pytest.approx(ten / 2)
+    assert stats.detectable_change(0.10, 10, 10, alpha=0.001) > ten  # stricter alpha costs power
+
+
+def test_detectable_change_matches_the_design_measurements():
+    # DESIGN.md 8: with 10 + 10 rounds in a noisy period (CV 9-17%) ~20% is catchable, 5-10% not;
+    # in a calm period (CV ~3%) ~5% is.
+    assert 0.10 < stats.detectable_change(0.09, 10, 10) < 0.25
+    assert stats.detectable_change(0.03, 10, 10) < 0.07
+
+
+def test_a_shift_of_the_detectable_size_is_mostly_found():
+    rng = np.random.default_rng(0)
+    shift = stats.detectable_change(0.10, 10, 10, alpha=0.01)
+    base = rng.normal(1.0, 0.10, (300, 10))
+    cand = rng.normal(1.0 + shift, 0.10, (300, 10))
+    found = sum(stats.mann_whitney(list(b), list(c)).p_value < 0.01
+                for b, c in zip(base, cand, strict=True))
+    assert found / 300 >= 0.7  # nominal power 0.8; the discrete exact test falls a little short
+
+
+def test_rounds_needed_is_the_smallest_sufficient_count():
+    k = stats.rounds_needed(0.10, 0.10, alpha=0.01)
+    assert stats.detectable_change(0.10, k, k, alpha=0.01) <= 0.10
+    assert stats.detectable_change(0.10, k - 1, k - 1, alpha=0.01) > 0.10
+    assert stats.rounds_needed(0.03, 0.10) < k
+    assert stats.rounds_needed(0.10, 0.0) is None
+    assert stats.rounds_needed(50.0, 0.01) is None  # more than max_rounds
+
+
+def test_noise_helpers():
+    assert stats.coefficient_of_variation([10.0, 10.0]) == 0.0
+    assert stats.coefficient_of_variation([9.0, 11.0]) == pytest.approx(math.sqrt(2) / 10)
+    assert stats.coefficient_of_variation([1.0]) == 0.0
+    assert stats.relative_change(0.0, 0.0) == 0.0
+    assert stats.relative_change(0.0, 1.0) is None
+    assert stats.relative_change(2.0, 3.0) == pytest.approx(0.5)
+    assert stats.split_half_change([1.0, 2.0, 3.0]) is None
+    assert stats.split_half_change([1.0, 2.0, 1.0, 2.0]) == pytest.approx(1.0)
+
+
+def test_every_public_function_names_its_test_or_threshold():
+    for name in ("mann_whitney", "bootstrap_ratio_ci", "holm", "benjamini_hochberg",
+                 "detectable_change", "rounds_needed", "min_p_value", "split_half_change"):
+        doc = getattr(stats, name).__doc__
+        assert doc and any(word in doc for word in ("alpha", "0.01", "level", "threshold",
+                                                     "p-value", "p =", "p < ")), name
