@@ -351,9 +351,15 @@ def terminal_table(comparison: Comparison) -> str:
 
 def write_reports(comparison: Comparison, *, out_dir: Path, report_url: str | None = None
                   ) -> list[Path]:
-    """Write report.html, report.css, the PNG plots, summary.md and junit.xml; return the paths."""
+    """Write verdict.json, report.html, report.css, the PNG plots, summary.md and junit.xml.
+
+    Returns the paths written. verdict.json comes first, so a failure while plotting still leaves
+    the machine-readable verdict.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    verdict = out_dir / "verdict.json"
+    save_verdict(comparison, verdict)
     plot_files = write_plots(comparison, out_dir)
     css = out_dir / "report.css"
     atomic_write_bytes(css, (TEMPLATES / "report.css").read_bytes())
@@ -363,4 +369,4 @@ def write_reports(comparison: Comparison, *, out_dir: Path, report_url: str | No
     atomic_write_text(summary, render_summary(comparison, report_url))
     junit = out_dir / "junit.xml"
     atomic_write_text(junit, render_junit(comparison))
-    return [html, css, *(p for p, _ in plot_files), summary, junit]
+    return [verdict, html, css, *(p for p, _ in plot_files), summary, junit]
