@@ -487,7 +487,7 @@ def _read(problems: _Problems, path: KeyPath, data: Any, table: str) -> dict[str
     for name, value in data.items():
         key = schema.get(name)
         if key is None:
-            where = f"[{_dotted(path)}]" if path else "at the top level"
+            where = f"in [{_dotted(path)}]" if path else "at the top level"
             problems.add(
                 (*path, name),
                 f'unknown key "{name}" {where} ({did_you_mean(name, schema)}'
@@ -501,6 +501,12 @@ def _read(problems: _Problems, path: KeyPath, data: Any, table: str) -> dict[str
             except ConfigError as exc:
                 problems.add((*path, name), str(exc))
     return out
+
+
+def _misspelt(raw: Mapping[str, Any], table: str, *names: str) -> bool:
+    """Whether an unknown key of `raw` looks like one of `names` (already reported as a typo)."""
+    unknown = [key for key in raw if key not in SCHEMA[table]]
+    return any(difflib.get_close_matches(name, unknown, n=1, cutoff=0.6) for name in names)
 
 
 def _template(
@@ -604,7 +610,7 @@ def _subject(problems: _Problems, raw: Any, variables: Mapping[str, str]) -> Sub
     fields = _read(problems, path, raw, "subject")
     if fields is None:
         return None
-    if "command" not in raw:
+    if "command" not in raw and not _misspelt(raw, "subject", "command"):
         problems.add(path, 'no command (add command = ["{python}", "-m", "yourapp", "--port", '
                            '"{port}"])')
     fields["command"] = tuple(
@@ -633,7 +639,7 @@ def _endpoint(
     if fields is None:
         return None
     if "path" not in fields:
-        if "path" not in raw:
+        if "path" not in raw and not _misspelt(raw, "workload.endpoints", "path"):
             problems.add(path, 'no path (add path = "/health", the request path)')
         return None
     for key in ("path", "body"):
@@ -674,6 +680,8 @@ def _one_of(problems: _Problems, given: dict[str, Any], first: str, second: str,
         problems.add(("workload", second), f"give {first} or {second}, not both ({fix})")
         return False
     if first not in given and second not in given:
+        if _misspelt(given, "workload", first, second):
+            return False
         problems.add(("workload",), f"no {first} or {second} ({fix})")
         return False
     return True
@@ -755,17 +763,17 @@ def _scenario(
 
 
 def _what_runs(
-    problems: _Problems, workload: Workload | None, scenario: tuple[ScenarioLine, ...] | None
+    problems: _Problems, has_workload: bool, scenario: tuple[ScenarioLine, ...] | None
 ) -> list[str]:
     """The workload and the scenario must agree on what a round does."""
     calls = [line for line in scenario or () if line.callable == "workload"]
-    if scenario is None and workload is None:
+    if scenario is None and not has_workload:
         problems.add((), "nothing to run (add a [workload] table, or scenario = \"FILE\" that says "
                          "what happens in a round)")
-    if scenario and workload is not None and not calls:
+    if scenario and has_workload and not calls:
         problems.add(("workload",), "the scenario never runs this workload (add a line such as "
                                     "`@0:00 workload` to the scenario, or remove [workload])")
-    if workload is None:
+    if not has_workload:
         return [f"{line.source}: `workload` needs a [workload] table in the experiment (add one, "
                 "or remove this line)" for line in calls]
     return []
@@ -794,7 +802,7 @@ def _check(path: Path, overrides: Mapping[str, str]) -> tuple[Experiment | None,
     later: list[str] = []
     if "scenario" in top:
         scenario, texts, later = _scenario(problems, path, top["scenario"], variables, instances)
-    later += _what_runs(problems, workload if "workload" in data else None, scenario)
+    later += _what_runs(problems, "workload" in data, scenario)
     experiment = Experiment(
         name=top.get("name", path.stem),
         path=path.as_posix(),

@@ -106,8 +106,8 @@ def parse_fraction(value: object) -> float:
     if number is not None:
         if number > 1:
             raise ConfigError(
-                f"{value!r} is ambiguous as a fraction: write \"{value}%\" for percent, or a "
-                f"fraction between 0 and 1"
+                f'{value!r} is ambiguous as a fraction (write "{value}%" for percent, or a '
+                "fraction between 0 and 1)"
             )
         return number
     text = _text(value, "percentage", hint)
