@@ -63,7 +63,8 @@ def parse_duration(value: object) -> float:
     if number is not None:
         return number
     text = _text(value, "duration", _DURATION_HINT)
-    total, pos, seen = 0.0, 0, []
+    total, pos = 0.0, 0
+    seen: list[str] = []
     order = list(_DURATION_UNITS)
     while pos < len(text):
         match = _DURATION_PART.match(text, pos)

@@ -304,7 +304,8 @@ def test_each_mistake_is_reported_with_its_line_and_fix(tmp_path, replace, by, l
 
 
 def test_unknown_key_in_the_second_endpoint_points_at_its_line(tmp_path):
-    path = write(tmp_path, "e.toml", MINIMAL + '\n[[workload.endpoints]]\npath = "/b"\nwieght = 2\n')
+    second = '\n[[workload.endpoints]]\npath = "/b"\nwieght = 2\n'
+    path = write(tmp_path, "e.toml", MINIMAL + second)
     assert_problem(only_problem(path), path, 13, 'unknown key "wieght" in '
                    "[workload.endpoints[2]]", 'did you mean "weight"?')
 

@@ -73,7 +73,8 @@ def test_variables_are_substituted_in_every_word(tmp_path):
 @! wait_for /downloads downloads.0.status $state
 @! get /cost$$
 """)
-    lines = load_scenario(path, {"start": "0:30", "hash": "ab cd", "state": "complete"}, instances=2)
+    variables = {"start": "0:30", "hash": "ab cd", "state": "complete"}
+    lines = load_scenario(path, variables, instances=2)
     assert summary(lines) == [
         (30.0, "post", ("/downloads", '{"infohash": "ab cd"}'), (2,)),
         (None, "wait_for", ("/downloads", "downloads.0.status", "complete"), None),
