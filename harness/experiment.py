@@ -8,8 +8,24 @@ the harness, or the baseline environment's), {port}, {state_dir}, {instance} (1-
 
 from __future__ import annotations
 
+import difflib
+import hashlib
+import json
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
+
+from harness.errors import ConfigError
+from harness.tomllines import KeyLines, KeyPath
+from harness.units import parse_duration, parse_fraction, parse_rate
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 
 @dataclass(frozen=True)
@@ -141,3 +157,695 @@ class Experiment:
     variables: dict[str, str]
     scenario: tuple[ScenarioLine, ...] = ()
     instructions: InstructionTier = field(default_factory=InstructionTier)
+
+
+# --- placeholders -------------------------------------------------------------------------------
+
+# filled in by the runner for each instance; every other {name} must be a [variables] key
+RUNTIME_PLACEHOLDERS = ("python", "port", "state_dir", "instance", "peers", "out_dir")
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def did_you_mean(word: str, choices: Iterable[str], *, prefix: str = "", suffix: str = "") -> str:
+    """'did you mean "x"? ' for the closest choice, or '' when nothing is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f'did you mean "{prefix}{close[0]}{suffix}"? ' if close else ""
+
+
+def placeholders(text: str) -> list[str]:
+    """The {name} placeholders in a string, in order (other braces, e.g. JSON, are literal)."""
+    return _PLACEHOLDER.findall(text)
+
+
+def expand(template: tuple[str, ...], values: Mapping[str, str]) -> tuple[str, ...]:
+    """Fill every {name} placeholder of a command from `values` (the runner's per-instance facts).
+
+    Only `{identifier}` is a placeholder; any other brace is kept as written. A placeholder with no
+    value raises ConfigError naming it.
+    """
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in values:
+            raise ConfigError(
+                f"placeholder {{{name}}} has no value (known: "
+                f"{', '.join('{' + k + '}' for k in sorted(values))})"
+            )
+        return str(values[name])
+
+    return tuple(_PLACEHOLDER.sub(replace, arg) for arg in template)
+
+
+def _fill_variables(text: str, variables: Mapping[str, str]) -> str:
+    """Substitute [variables] now and keep the runtime placeholders for the runner."""
+    return _PLACEHOLDER.sub(lambda m: variables.get(m.group(1), m.group(0)), text)
+
+
+# --- value converters: each returns the value or raises ConfigError("what (how to fix)") ------
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return repr(value)
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"expected a string, got {_show(value)} (put the value in quotes)")
+    return value
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"expected true or false, got {_show(value)} (write true or false)")
+    return value
+
+
+def _integer(low: int, high: int | None = None) -> Callable[[Any], int]:
+    def convert(value: Any) -> int:
+        limits = f"{low} or more" if high is None else f"{low} to {high}"
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"expected a whole number, got {_show(value)} (write {limits})")
+        if value < low or (high is not None and value > high):
+            raise ConfigError(f"{value} is out of range (write {limits})")
+        return value
+
+    return convert
+
+
+def _duration(value: Any) -> float:
+    return parse_duration(value)
+
+
+def _positive_duration(value: Any) -> float:
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ConfigError(f"{_show(value)} must be above zero (e.g. \"10s\")")
+    return seconds
+
+
+def _choice(*options: str) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        if value not in options:
+            hint = did_you_mean(str(value), options)
+            raise ConfigError(
+                f"{_show(value)} is not one of {', '.join(options)} ({hint}write one of these)"
+            )
+        return str(value)
+
+    return convert
+
+
+def _arguments(value: Any) -> tuple[str, ...]:
+    example = '["{python}", "-m", "app", "--port", "{port}"]'
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"expected a non-empty array of strings (write e.g. {example})")
+    if not all(isinstance(arg, str) for arg in value):
+        raise ConfigError(f"every argument must be a string (quote numbers, e.g. {example})")
+    return tuple(value)
+
+
+def _strings(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f'expected a table of strings, got {_show(value)} (write {{ KEY = "value" }})'
+        )
+    for key, item in value.items():
+        if not isinstance(item, str):
+            raise ConfigError(f'{key} = {_show(item)} is not a string (write {key} = "{item}")')
+    return dict(value)
+
+
+def _instance_numbers(value: Any) -> tuple[int, ...]:
+    numbers = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(numbers, list) or not numbers or not all(
+        isinstance(n, int) and not isinstance(n, bool) for n in numbers
+    ):
+        raise ConfigError(f"expected instance numbers, got {_show(value)} (write e.g. [1, 2])")
+    return tuple(sorted(set(numbers)))
+
+
+def _http_path(value: Any) -> str:
+    path = _string(value)
+    if not path.startswith("/"):
+        raise ConfigError(f"{path!r} must start with '/' (write \"/{path}\")")
+    return path
+
+
+def _regex(value: Any) -> str:
+    pattern = _string(value)
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(
+            f"{pattern!r} is not a regular expression: {exc} (fix or escape it)"
+        ) from None
+    return pattern
+
+
+def _method(value: Any) -> str:
+    method = _string(value).upper()
+    if method not in _METHODS:
+        raise ConfigError(f"{value!r} is not an HTTP method (write one of {', '.join(_METHODS)})")
+    return method
+
+
+def _body(value: Any) -> str:
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    return _string(value)
+
+
+def _rates(value: Any) -> tuple[float, ...]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError('expected a non-empty array of rates (write e.g. ["1/s", "2/s", "5/s"])')
+    rates = tuple(parse_rate(item) for item in value)
+    if len(set(rates)) != len(rates):
+        raise ConfigError("a rate appears twice (each rate is one step of the sweep; remove one)")
+    return rates
+
+
+def _name(value: Any) -> str:
+    name = _string(value)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise ConfigError(
+            f"{name!r} is not a usable name: it names artifacts and files (use letters, digits, "
+            "'.', '_' and '-', starting with a letter or digit)"
+        )
+    return name
+
+
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+
+
+# --- the schema: every key of every table, declared once -----------------------------------------
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key an experiment table accepts: its type as the docs name it and its converter."""
+
+    name: str
+    type: str
+    convert: Callable[[Any], Any] | None  # None: read by the table's own function
+
+
+def _keys(*keys: Key) -> dict[str, Key]:
+    return {key.name: key for key in keys}
+
+
+SCHEMA: dict[str, dict[str, Key]] = {
+    "": _keys(
+        Key("name", "string", _name),
+        Key("description", "string", _string),
+        Key("scenario", "string (path)", _string),
+        Key("variables", "table", None),
+        Key("subject", "table", None),
+        Key("workload", "table", None),
+        Key("probes", "table", None),
+        Key("rounds", "table", None),
+        Key("instructions", "table", None),
+        Key("metrics", "table", None),
+    ),
+    "subject": _keys(
+        Key("command", "array of strings", _arguments),
+        Key("env", "table of strings", _strings),
+        Key("cwd", "string (path)", _string),
+        Key("instances", "integer", _integer(1, 64)),
+        Key("setup", "array", None),
+        Key("ready", "table", None),
+        Key("stop_timeout", "duration", _positive_duration),
+        Key("python", "boolean", _boolean),
+    ),
+    "subject.setup": _keys(
+        Key("command", "array of strings", _arguments),
+        Key("instances", "array of integers", _instance_numbers),
+        Key("timeout", "duration", _positive_duration),
+    ),
+    "subject.ready": _keys(
+        Key("http", "string (path)", _http_path),
+        Key("log", "string (regex)", _regex),
+        Key("timeout", "duration", _positive_duration),
+    ),
+    "workload": _keys(
+        Key("rate", "rate", parse_rate),
+        Key("rates", "array of rates", _rates),
+        Key("arrival", "string", _choice("constant", "poisson")),
+        Key("requests", "integer", _integer(1)),
+        Key("duration", "duration", _positive_duration),
+        Key("warmup", "duration", _duration),
+        Key("timeout", "duration", _positive_duration),
+        Key("max_lag", "duration", _positive_duration),
+        Key("max_error_rate", "percentage", parse_fraction),
+        Key("instance", "integer", _integer(1)),
+        Key("connections", "integer", _integer(1, 10_000)),
+        Key("driver", "string", _choice("harness", "jmeter")),
+        Key("seed", "integer", _integer(0)),
+        Key("endpoints", "array of tables", None),
+    ),
+    "workload.endpoints": _keys(
+        Key("name", "string", _string),
+        Key("path", "string (path)", _http_path),
+        Key("method", "string", _method),
+        Key("weight", "number", lambda v: _positive_number(v, "weight")),
+        Key("body", "string or table", _body),
+        Key("headers", "table of strings", _strings),
+    ),
+    "probes": _keys(
+        Key("resources", "boolean", _boolean),
+        Key("resource_interval", "duration", _positive_duration),
+        Key("sqlite", "boolean", _boolean),
+        Key("loop_lag", "boolean", _boolean),
+        Key("loop_lag_interval", "duration", _positive_duration),
+        Key("flush_interval", "duration", _positive_duration),
+    ),
+    "rounds": _keys(
+        Key("count", "integer", _integer(1)),
+        Key("perf_min", "integer", _integer(1)),
+        Key("perf_budget", "duration", _duration),
+    ),
+    "instructions": _keys(
+        Key("enabled", "boolean", _boolean),
+        Key("tool", "string", _choice("cachegrind", "callgrind")),
+        Key("requests", "integer", _integer(1)),
+        Key("min_change", "percentage", parse_fraction),
+    ),
+    "metrics.NAME": _keys(
+        Key("gate", "boolean", _boolean),
+        Key("min_change", "percentage", parse_fraction),
+    ),
+}
+
+
+def _positive_number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(f"{what} must be a number above zero, got {_show(value)} (e.g. 1 or 2.5)")
+    return float(value)
+
+
+# --- reading tables -------------------------------------------------------------------------------
+
+
+def _dotted(path: KeyPath) -> str:
+    """subject.setup[1].timeout: array items counted from 1, as a reader counts them."""
+    out = ""
+    for part in path:
+        out += f"[{part + 1}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+class _Problems:
+    """Problems with one TOML file, each as "file:line: key: message (fix)"."""
+
+    def __init__(self, file: str, lines: KeyLines) -> None:
+        self.file = file
+        self.lines = lines
+        self.found: list[tuple[int, str]] = []
+
+    def add(self, path: KeyPath, message: str) -> None:
+        line = self.lines.line(path)
+        where = f"{_dotted(path)}: " if path else ""
+        self.found.append((line, f"{self.file}:{line}: {where}{message}"))
+
+    def sorted(self) -> list[str]:
+        return [text for _, text in sorted(self.found, key=lambda item: item[0])]
+
+
+def _read(problems: _Problems, path: KeyPath, data: Any, table: str) -> dict[str, Any] | None:
+    """Convert the declared keys of one table; unknown keys and bad values become problems."""
+    schema = SCHEMA[table]
+    if not isinstance(data, dict):
+        problems.add(path, f"expected a table, got {_show(data)} (write [{_dotted(path)}])")
+        return None
+    out: dict[str, Any] = {}
+    for name, value in data.items():
+        key = schema.get(name)
+        if key is None:
+            where = f"in [{_dotted(path)}]" if path else "at the top level"
+            problems.add(
+                (*path, name),
+                f'unknown key "{name}" {where} ({did_you_mean(name, schema)}'
+                f"known keys: {', '.join(schema)})",
+            )
+        elif key.convert is None:
+            out[name] = value
+        else:
+            try:
+                out[name] = key.convert(value)
+            except ConfigError as exc:
+                problems.add((*path, name), str(exc))
+    return out
+
+
+def _misspelt(raw: Mapping[str, Any], table: str, *names: str) -> bool:
+    """Whether an unknown key of `raw` looks like one of `names` (already reported as a typo)."""
+    unknown = [key for key in raw if key not in SCHEMA[table]]
+    return any(difflib.get_close_matches(name, unknown, n=1, cutoff=0.6) for name in names)
+
+
+def _template(
+    problems: _Problems, path: KeyPath, text: str, variables: Mapping[str, str], *, runtime: bool
+) -> str:
+    """Check the placeholders of one string and fill in the variables (runtime ones stay)."""
+    allowed = [*variables, *(RUNTIME_PLACEHOLDERS if runtime else ())]
+    for name in placeholders(text):
+        if name in allowed:
+            continue
+        if name in RUNTIME_PLACEHOLDERS:
+            problems.add(path, f"{{{name}}} is only known when a command starts (use it in "
+                               "subject.command, subject.env or subject.setup)")
+        else:
+            known = ", ".join("{" + n + "}" for n in allowed)
+            hint = did_you_mean(name, allowed, prefix="{", suffix="}")
+            problems.add(path, f"unknown placeholder {{{name}}} ({hint}known: {known}; "
+                               "declare your own in [variables])")
+    return _fill_variables(text, variables)
+
+
+def _variables(problems: _Problems, raw: Any, overrides: Mapping[str, str]) -> dict[str, str]:
+    path: KeyPath = ("variables",)
+    if not isinstance(raw, dict):
+        problems.add(path, f'expected a table, got {_show(raw)} (write [variables], name = "x")')
+        raw = {}
+    out: dict[str, str] = {}
+    for name, value in raw.items():
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            problems.add((*path, name), "a variable name is letters, digits and '_' (rename it)")
+        elif name in RUNTIME_PLACEHOLDERS:
+            problems.add((*path, name), f"{{{name}}} is filled in by the runner (rename it)")
+        elif isinstance(value, bool):
+            out[name] = "true" if value else "false"
+        elif isinstance(value, (str, int, float)):
+            out[name] = str(value)
+        else:
+            problems.add((*path, name), f"expected a string, got {_show(value)} (quote the value)")
+    for name, value in overrides.items():
+        if name in out:
+            out[name] = value
+        elif name not in raw:
+            known = ", ".join(sorted(raw)) or "none"
+            problems.add(path, f"--set {name}={value}: no such variable ({did_you_mean(name, raw)}"
+                               f"declare it in [variables] first; known: {known})")
+    return out
+
+
+def _setup(
+    problems: _Problems, raw: Any, variables: Mapping[str, str], instances: int
+) -> tuple[SetupCommand, ...]:
+    path: KeyPath = ("subject", "setup")
+    if not isinstance(raw, list):
+        problems.add(path, 'expected an array of commands (write setup = [["{python}", "seed.py"]] '
+                           "or [{ command = [...], instances = [1] }])")
+        return ()
+    out = []
+    for index, item in enumerate(raw):
+        where = (*path, index)
+        if isinstance(item, list):
+            try:
+                fields: dict[str, Any] | None = {"command": _arguments(item)}
+            except ConfigError as exc:
+                problems.add(where, str(exc))
+                continue
+        else:
+            fields = _read(problems, where, item, "subject.setup")
+        if fields is None or "command" not in fields:
+            if isinstance(item, dict) and "command" not in item:
+                problems.add(where, 'no command (add command = ["{python}", "seed.py"])')
+            continue
+        fields["command"] = tuple(
+            _template(problems, (*where, "command"), arg, variables, runtime=True)
+            for arg in fields["command"]
+        )
+        for number in fields.get("instances") or ():
+            if not 1 <= number <= instances:
+                problems.add((*where, "instances"), f"instance {number} does not exist "
+                                                    f"(subject.instances is {instances})")
+        out.append(SetupCommand(**fields))
+    return tuple(out)
+
+
+def _readiness(problems: _Problems, raw: Any) -> Readiness:
+    fields = _read(problems, ("subject", "ready"), raw, "subject.ready")
+    if not fields:
+        return Readiness()
+    if "http" in fields and "log" in fields:
+        problems.add(("subject", "ready", "log"), "give http or log, not both (remove one)")
+    elif "log" in fields:
+        fields["http"] = None
+    return Readiness(**fields)
+
+
+def _subject(problems: _Problems, raw: Any, variables: Mapping[str, str]) -> Subject | None:
+    path: KeyPath = ("subject",)
+    if raw is None:
+        problems.add((), 'no [subject] table (add [subject] with command = ["{python}", "-m", '
+                         '"yourapp", "--port", "{port}"], the program to measure)')
+        return None
+    fields = _read(problems, path, raw, "subject")
+    if fields is None:
+        return None
+    if "command" not in raw and not _misspelt(raw, "subject", "command"):
+        problems.add(path, 'no command (add command = ["{python}", "-m", "yourapp", "--port", '
+                           '"{port}"])')
+    fields["command"] = tuple(
+        _template(problems, (*path, "command"), arg, variables, runtime=True)
+        for arg in fields.get("command", ())
+    )
+    fields["env"] = {
+        name: _template(problems, (*path, "env", name), value, variables, runtime=True)
+        for name, value in fields.get("env", {}).items()
+    }
+    if "cwd" in fields:
+        fields["cwd"] = _template(problems, (*path, "cwd"), fields["cwd"], variables, runtime=False)
+    instances = fields.get("instances", 1)
+    if "setup" in fields:
+        fields["setup"] = _setup(problems, fields["setup"], variables, instances)
+    if "ready" in fields:
+        fields["ready"] = _readiness(problems, fields["ready"])
+    return Subject(**fields)
+
+
+def _endpoint(
+    problems: _Problems, index: int, raw: Any, variables: Mapping[str, str]
+) -> Endpoint | None:
+    path: KeyPath = ("workload", "endpoints", index)
+    fields = _read(problems, path, raw, "workload.endpoints")
+    if fields is None:
+        return None
+    if "path" not in fields:
+        if "path" not in raw and not _misspelt(raw, "workload.endpoints", "path"):
+            problems.add(path, 'no path (add path = "/health", the request path)')
+        return None
+    for key in ("path", "body"):
+        if key in fields:
+            fields[key] = _template(problems, (*path, key), fields[key], variables, runtime=False)
+    fields["headers"] = {
+        name: _template(problems, (*path, "headers", name), value, variables, runtime=False)
+        for name, value in fields.get("headers", {}).items()
+    }
+    if "body" in fields and isinstance(raw.get("body"), dict):
+        fields["headers"].setdefault("Content-Type", "application/json")
+    fields.setdefault("name", fields["path"])
+    return Endpoint(**fields)
+
+
+def _endpoints(
+    problems: _Problems, raw: Any, variables: Mapping[str, str]
+) -> tuple[Endpoint, ...]:
+    path: KeyPath = ("workload", "endpoints")
+    if not isinstance(raw, list) or not raw:
+        problems.add(path if raw is not None else ("workload",),
+                     'no endpoints (add [[workload.endpoints]] with path = "/health")')
+        return ()
+    endpoints = [_endpoint(problems, i, item, variables) for i, item in enumerate(raw)]
+    seen: set[str] = set()
+    for index, endpoint in enumerate(endpoints):
+        if endpoint is not None and endpoint.name in seen:
+            problems.add((*path, index, "name"), f'name "{endpoint.name}" is used twice '
+                                                 "(give each endpoint its own name)")
+        elif endpoint is not None:
+            seen.add(endpoint.name)
+    return tuple(e for e in endpoints if e is not None)
+
+
+def _one_of(problems: _Problems, given: dict[str, Any], first: str, second: str, fix: str) -> bool:
+    """Exactly one of two keys is written; True when that holds."""
+    if first in given and second in given:
+        problems.add(("workload", second), f"give {first} or {second}, not both ({fix})")
+        return False
+    if first not in given and second not in given:
+        if _misspelt(given, "workload", first, second):
+            return False
+        problems.add(("workload",), f"no {first} or {second} ({fix})")
+        return False
+    return True
+
+
+def _workload(
+    problems: _Problems, raw: Any, variables: Mapping[str, str], instances: int
+) -> Workload | None:
+    fields = _read(problems, ("workload",), raw, "workload")
+    if fields is None:
+        return None
+    sweep = 'rate = "5/s" for one rate, rates = ["1/s", "5/s"] for a sweep'
+    if _one_of(problems, raw, "rate", "rates", sweep) and "rate" in fields:
+        fields["rates"] = (fields.pop("rate"),)
+    if _one_of(problems, raw, "requests", "duration",
+               'requests = 200 for a count per step, duration = "40s" for a time per step'):
+        fields.setdefault("requests", None)
+    fields["endpoints"] = _endpoints(problems, fields.get("endpoints"), variables)
+    if not 1 <= fields.get("instance", 1) <= instances:
+        problems.add(("workload", "instance"), f"instance {fields['instance']} does not exist "
+                                               f"(subject.instances is {instances})")
+    if "rates" not in fields or not fields["endpoints"]:
+        return None
+    fields.pop("rate", None)
+    return Workload(**fields)
+
+
+def _simple(problems: _Problems, raw: Any, table: str, cls: type) -> Any:
+    fields = _read(problems, (table,), raw, table) if raw is not None else {}
+    return cls(**(fields or {}))
+
+
+def _metrics(problems: _Problems, raw: Any) -> dict[str, MetricPolicy]:
+    from harness.metrics import METRICS
+
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        problems.add(("metrics",), "expected tables such as [metrics.latency_mean] (write them so)")
+        return {}
+    out = {}
+    for name, policy in raw.items():
+        if name not in METRICS:
+            hint = did_you_mean(name, METRICS)
+            problems.add(("metrics", name), f'unknown metric "{name}" ({hint}the declared '
+                                            "metrics are in docs/metrics.md)")
+            continue
+        fields = _read(problems, ("metrics", name), policy, "metrics.NAME")
+        if fields is not None:
+            out[name] = MetricPolicy(**fields)
+    return out
+
+
+# --- the whole file -------------------------------------------------------------------------------
+
+
+def _parse_toml(path: Path, text: str) -> tuple[dict[str, Any] | None, str | None]:
+    try:
+        return tomllib.loads(text), None
+    except tomllib.TOMLDecodeError as exc:
+        found = re.search(r"line (\d+)", str(exc))
+        line = found.group(1) if found else "1"
+        reason = re.sub(r"\s*\(at .*\)$", "", str(exc))
+        return None, f"{path}:{line}: {reason} (fix the TOML syntax; see docs/experiments.md)"
+
+
+def _scenario(
+    problems: _Problems, path: Path, name: str, variables: Mapping[str, str], instances: int
+) -> tuple[tuple[ScenarioLine, ...], tuple[str, ...], list[str]]:
+    from harness.scenario import read_scenario
+
+    target = path.parent / name
+    if not target.is_file():
+        problems.add(("scenario",), f"scenario file {target} not found (the path is relative to "
+                                    f"{path.name}; create it or fix the name)")
+        return (), (), []
+    parsed = read_scenario(target, variables, instances=instances)
+    return parsed.lines, parsed.texts, list(parsed.problems)
+
+
+def _what_runs(
+    problems: _Problems, has_workload: bool, scenario: tuple[ScenarioLine, ...] | None
+) -> list[str]:
+    """The workload and the scenario must agree on what a round does."""
+    calls = [line for line in scenario or () if line.callable == "workload"]
+    if scenario is None and not has_workload:
+        problems.add((), "nothing to run (add a [workload] table, or scenario = \"FILE\" that says "
+                         "what happens in a round)")
+    if scenario and has_workload and not calls:
+        problems.add(("workload",), "the scenario never runs this workload (add a line such as "
+                                    "`@0:00 workload` to the scenario, or remove [workload])")
+    if not has_workload:
+        return [f"{line.source}: `workload` needs a [workload] table in the experiment (add one, "
+                "or remove this line)" for line in calls]
+    return []
+
+
+def _check(path: Path, overrides: Mapping[str, str]) -> tuple[Experiment | None, list[str]]:
+    """Read and check an experiment; the experiment only when there is no problem at all."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return None, [f"{path}:1: cannot read the experiment: {reason} (check the path)"]
+    data, syntax = _parse_toml(path, text)
+    if data is None:
+        return None, [str(syntax)]
+    problems = _Problems(str(path), KeyLines(text))
+    top = _read(problems, (), data, "") or {}
+    variables = _variables(problems, data.get("variables", {}), overrides)
+    subject = _subject(problems, data.get("subject"), variables)
+    instances = subject.instances if subject else 1
+    workload = None
+    if "workload" in data:
+        workload = _workload(problems, data["workload"], variables, instances)
+    scenario: tuple[ScenarioLine, ...] | None = None
+    texts: tuple[str, ...] = ()
+    later: list[str] = []
+    if "scenario" in top:
+        scenario, texts, later = _scenario(problems, path, top["scenario"], variables, instances)
+    later += _what_runs(problems, "workload" in data, scenario)
+    experiment = Experiment(
+        name=top.get("name", path.stem),
+        path=path.as_posix(),
+        sha256=_digest(text, texts),
+        description=top.get("description", ""),
+        subject=subject,  # type: ignore[arg-type]  # only returned when not None
+        workload=workload,
+        probes=_simple(problems, data.get("probes"), "probes", Probes),
+        rounds=_simple(problems, data.get("rounds"), "rounds", Rounds),
+        metrics=_metrics(problems, data.get("metrics")),
+        variables=variables,
+        scenario=scenario or (),
+        instructions=_simple(problems, data.get("instructions"), "instructions", InstructionTier),
+    )
+    if "name" not in top and "name" not in data:
+        try:
+            _name(path.stem)
+        except ConfigError as exc:
+            problems.add((), f"the file name gives the experiment's name: {exc}")
+    found = problems.sorted() + later
+    return (None if found else experiment), found
+
+
+def _digest(toml_text: str, scenario_texts: tuple[str, ...]) -> str:
+    digest = hashlib.sha256(toml_text.encode("utf-8"))
+    for text in scenario_texts:
+        digest.update(b"\0")
+        digest.update(text.encode("utf-8"))
+    return digest.hexdigest()
+
+
+def validate_experiment(path: Path, overrides: Mapping[str, str] | None = None) -> list[str]:
+    """Every problem of an experiment definition as "file:line: message (fix)"; [] when valid."""
+    return _check(Path(path), overrides or {})[1]
+
+
+def load_experiment(path: Path, overrides: Mapping[str, str] | None = None) -> Experiment:
+    """The validated experiment, with --set overrides of [variables] applied.
+
+    Raises ConfigError listing every problem, one per line.
+    """
+    experiment, problems = _check(Path(path), overrides or {})
+    if experiment is None:
+        count = f"{len(problems)} problem{'s' * (len(problems) != 1)}"
+        raise ConfigError(f"{path}: {count}:\n  " + "\n  ".join(problems))
+    return experiment
