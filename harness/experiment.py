@@ -116,7 +116,7 @@ class Rounds:
     """How many rounds `harness run` and `harness perf` do."""
 
     count: int = 1  # rounds per side for `harness run`
-    perf_min: int = 5  # rounds per side before `harness perf` judges (5 is the least for p < 0.01)
+    perf_min: int = 6  # rounds per side before `harness perf` judges (see docs/statistics.md)
     perf_budget: float = 300.0  # seconds `harness perf` may spend adding rounds when inconclusive
 
 

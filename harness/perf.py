@@ -26,7 +26,7 @@ from harness.runner import build_results, run_round
 from harness.units import parse_duration
 from harness.worktree import Checkout, baseline_checkout, default_baseline_ref, project_root
 
-DEFAULT_EXPERIMENT = Path("experiments") / "api-stress.toml"
+DEFAULT_EXPERIMENT = Path("experiments") / "api-quick.toml"
 TIMING = "timing"
 
 
@@ -153,7 +153,7 @@ def run_perf(
     baseline_jenkins: str | None = None,
     overrides: dict[str, str] | None = None,
     baseline_overrides: dict[str, str] | None = None,
-    budget: str = "5m",
+    budget: str | None = None,
     rounds: int | None = None,
     seed: int | None = None,
     log: Callable[[str], None] = print,
@@ -173,7 +173,7 @@ def run_perf(
     overrides = overrides or {}
     candidate_exp = load_experiment(path, overrides=overrides)
     baseline_exp = load_experiment(path, overrides={**overrides, **(baseline_overrides or {})})
-    budget_s = parse_duration(budget)
+    budget_s = parse_duration(budget) if budget else candidate_exp.rounds.perf_budget
     seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
     pairs = rounds or candidate_exp.rounds.perf_min
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from typing import Any
 import jinja2
 
 from harness import plots
-from harness.compare import Comparison, MetricComparison
+from harness.compare import Comparison, MetricComparison, save_verdict
 from harness.files import atomic_write_bytes, atomic_write_text
 from harness.results import Results, Round
 from harness.view import (
