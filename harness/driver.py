@@ -273,8 +273,13 @@ async def drive(
     connections: int | None = None,
     expected_latency: float = 0.05,
     on_progress: ProgressCallback | None = None,
+    start_at: float | None = None,
 ) -> DriverResult:
-    """Send the schedule open-loop against host:port and record every request."""
+    """Send the schedule open-loop against host:port and record every request.
+
+    `start_at` is the time.monotonic() value of the first intended send (default: just after the
+    connections are open); the recorded times are seconds from it.
+    """
     loop = asyncio.get_running_loop()
     times = arrival_times(rate, arrival, requests=requests, duration=duration, seed=seed)
     keys = choose_endpoints(endpoints, len(times), seed)
@@ -285,7 +290,7 @@ async def drive(
                methods=[e.method.upper() == "HEAD" for e in endpoints], pool=pool, timeout=timeout)
     lag = [0.0] * len(times)
     tasks = []
-    start = loop.time() + START_LEAD
+    start = loop.time() + START_LEAD if start_at is None else start_at
     next_report = 0.0
     try:
         for i, t in enumerate(times):
@@ -312,14 +317,15 @@ async def drive(
 def _result(run: _Run, times: list[float], keys: list[int], endpoints: Sequence[Endpoint],
             lag: list[float], rate: float, duration: float | None, max_lag: float,
             peak: int) -> DriverResult:
-    send_lag = [s - t for s, t in zip(run.sent, times) if not math.isnan(s)]
+    send_lag = [s - t for s, t in zip(run.sent, times, strict=True) if not math.isnan(s)]
     stats = {**lag_stats(lag, "lag"), **lag_stats(send_lag, "send_lag")}
     log = RequestLog(
         endpoint=tuple(endpoints[k].name for k in keys),
         intended=tuple(times),
-        sent=tuple(t if math.isnan(s) else s for s, t in zip(run.sent, times)),
-        latency=tuple(d - t for d, t in zip(run.done, times)),
-        service=tuple(0.0 if math.isnan(s) else d - s for d, s in zip(run.done, run.sent)),
+        sent=tuple(t if math.isnan(s) else s for s, t in zip(run.sent, times, strict=True)),
+        latency=tuple(d - t for d, t in zip(run.done, times, strict=True)),
+        service=tuple(0.0 if math.isnan(s) else d - s
+                      for d, s in zip(run.done, run.sent, strict=True)),
         status=tuple(run.status),
         nbytes=tuple(run.nbytes),
         error=tuple(run.error),
@@ -329,8 +335,8 @@ def _result(run: _Run, times: list[float], keys: list[int], endpoints: Sequence[
     if times and stats["lag_p99"] > max_lag:
         reason = (
             f"the load driver fell behind its schedule: p99 schedule lag "
-            f"{stats['lag_p99'] * 1000:.1f} ms > max_lag {max_lag * 1000:.1f} ms at {rate:g} req/s; "
-            f"lower the rate, free the machine, or raise [workload] max_lag"
+            f"{stats['lag_p99'] * 1000:.1f} ms > max_lag {max_lag * 1000:.1f} ms at "
+            f"{rate:g} req/s; lower the rate, free the machine, or raise [workload] max_lag"
         )
     return DriverResult(log=log, duration=span, lag=stats, connections=peak,
                         valid=reason is None, invalid_reason=reason)
@@ -356,11 +362,12 @@ def run_workload(
     duration: float | None = None,
     expected_latency: float = 0.05,
     on_progress: ProgressCallback | None = None,
+    start_at: float | None = None,
 ) -> DriverResult:
     """Run one workload against 127.0.0.1:port in a fresh event loop (blocking)."""
     return asyncio.run(drive(
         workload.endpoints, port=port, rate=rate, arrival=workload.arrival,
         requests=requests, duration=duration, timeout=workload.timeout,
         max_lag=workload.max_lag, seed=workload.seed, connections=workload.connections,
-        expected_latency=expected_latency, on_progress=on_progress,
+        expected_latency=expected_latency, on_progress=on_progress, start_at=start_at,
     ))
