@@ -94,11 +94,10 @@ def _kill_all(procs: list[psutil.Process]) -> None:
 def stop_process_tree(proc: subprocess.Popen, *, timeout: float = 10.0) -> int | None:
     """Stop `proc` and every descendant; return its exit code (None if it could not be reaped).
 
-    An interrupt while waiting still kills the tree before it propagates.
+    An interrupt while waiting still kills the tree before it propagates. The root is waited for
+    through Popen only: psutil would reap it and lose its exit code.
     """
-    tree = [*_descendants(proc.pid)]
-    if sys.platform != "win32":
-        tree += [p for p in _group_members(proc.pid) if p.pid not in {t.pid for t in tree}]
+    tree = _others(proc)
     try:
         if proc.poll() is None or tree:
             _ask_to_terminate(proc)
@@ -110,18 +109,28 @@ def stop_process_tree(proc: subprocess.Popen, *, timeout: float = 10.0) -> int |
             tree = alive
     finally:
         # Whatever ignored the polite request, or anything left after an interrupt, is killed.
-        survivors = _alive(tree + _descendants(proc.pid))
         if proc.poll() is None:
-            survivors += _alive([_as_psutil(proc.pid)])
-        if sys.platform != "win32":
-            survivors += _group_members(proc.pid)
-        _kill_all(survivors)
+            try:
+                proc.kill()
+            except OSError:
+                pass
+        seen = {p.pid for p in tree}
+        _kill_all(_alive(tree + [p for p in _others(proc) if p.pid not in seen]))
         try:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
         _LIVE.pop(proc.pid, None)
     return proc.returncode
+
+
+def _others(proc: subprocess.Popen) -> list[psutil.Process]:
+    """Descendants of `proc` and, on POSIX, members of its group (orphans included); not itself."""
+    found = {p.pid: p for p in _descendants(proc.pid)}
+    if sys.platform != "win32":
+        found.update({p.pid: p for p in _group_members(proc.pid) if p.pid not in found})
+    found.pop(proc.pid, None)
+    return list(found.values())
 
 
 def _as_psutil(pid: int) -> psutil.Process | None:
