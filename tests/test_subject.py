@@ -26,8 +26,8 @@ def no_orphans():
 
 
 def _group(tmp_path, subject, **kwargs) -> SubjectGroup:
-    return SubjectGroup(subject, probes=Probes(), work_dir=tmp_path / "round", project_root=tmp_path,
-                        python=PYTHON, **kwargs)
+    return SubjectGroup(subject, probes=Probes(), work_dir=tmp_path / "round",
+                        project_root=tmp_path, python=PYTHON, **kwargs)
 
 
 def test_free_ports_are_distinct_and_bindable():
@@ -49,8 +49,8 @@ def test_instances_get_fresh_state_ports_and_their_peers(tmp_path):
 
 
 def test_setup_commands_run_per_instance_before_start(tmp_path):
-    marker = ("{python}", "-c", "import pathlib,sys; pathlib.Path(sys.argv[1]).write_text(sys.argv[2])",
-              "{state_dir}/seeded", "{instance}")
+    write = "import pathlib, sys; pathlib.Path(sys.argv[1]).write_text(sys.argv[2])"
+    marker = ("{python}", "-c", write, "{state_dir}/seeded", "{instance}")
     subject = tiny_subject(instances=2, setup=(SetupCommand(marker, instances=(2,)),))
     with _group(tmp_path, subject) as group:
         one, two = group.instances
