@@ -133,18 +133,11 @@ def _others(proc: subprocess.Popen) -> list[psutil.Process]:
     return list(found.values())
 
 
-def _as_psutil(pid: int) -> psutil.Process | None:
-    try:
-        return psutil.Process(pid)
-    except psutil.Error:
-        return None
-
-
-def _alive(procs: list[psutil.Process | None]) -> list[psutil.Process]:
+def _alive(procs: Sequence[psutil.Process]) -> list[psutil.Process]:
     out = []
     for proc in procs:
         try:
-            if proc is not None and proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
                 out.append(proc)
         except psutil.Error:
             continue
