@@ -23,30 +23,13 @@ from typing import IO, Any
 
 from harness import probes as probes_mod
 from harness.errors import SubjectError
-from harness.experiment import Probes, Subject
+from harness.experiment import Probes, Subject, expand
 from harness.process import start_process, stop_process_tree
 
 LOG_TAIL = 20
 _POLL = 0.05
 # No proxies: an http_proxy in a CI agent's environment must not intercept loopback checks.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def _substitute(template: str, values: Mapping[str, str]) -> str:
-    """Replace `{name}` for every known name, leave anything else as written.
-
-    Private stand-in until harness.experiment.expand lands (it validates unknown names too).
-    """
-    out = template
-    for name, value in values.items():
-        out = out.replace("{" + name + "}", value)
-    return out
-
-
-try:  # the experiment module's expansion, when present, is the one that validates placeholders
-    from harness.experiment import expand as _expand  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - depends on merge order
-    _expand = _substitute
 
 
 def free_ports(count: int) -> list[int]:
@@ -171,12 +154,12 @@ class SubjectGroup:
 
     def command(self, template: Sequence[str], instance: Instance) -> list[str]:
         values = self.values(instance)
-        return [_expand(part, values) for part in template]
+        return list(expand(tuple(template), values))
 
     def environment(self, instance: Instance) -> dict[str, str]:
         values = self.values(instance)
         env = dict(os.environ)
-        env.update({k: _expand(v, values) for k, v in self.subject.env.items()})
+        env.update({k: expand((v,), values)[0] for k, v in self.subject.env.items()})
         env, warnings = probes_mod.probe_environment(
             self.probes, data_dir=instance.probe_dir, base_env=env,
             is_python=is_python_command(self.subject, self.python),
