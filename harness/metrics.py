@@ -102,7 +102,8 @@ METRICS: dict[str, Metric] = {
 
 def request_metrics(log: RequestLog, duration: float) -> dict[str, float | None]:
     """Summaries of one round's requests: response times, throughput, errors."""
-    ok = [i for i, (s, e) in enumerate(zip(log.status, log.error)) if e is None and 0 < s < 400]
+    pairs = enumerate(zip(log.status, log.error, strict=True))
+    ok = [i for i, (s, e) in pairs if e is None and 0 < s < 400]
     lat = [log.latency[i] for i in ok]
     out: dict[str, float | None] = {"errors": float(len(log) - len(ok))}
     if lat:

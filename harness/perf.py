@@ -1,4 +1,4 @@
-"""`harness perf`: baseline and candidate measured on this machine in interleaved rounds, then judged.
+"""`harness perf`: baseline and candidate measured here in interleaved rounds, then judged.
 
 Why interleaved: noise on shared machines is mostly temporal (neighbours' load changes within
 seconds, DESIGN.md section 8), so a baseline measured at another time carries another period's
@@ -169,7 +169,9 @@ def run_perf(
     root = project_root(Path.cwd())
     path = experiment_path or root / DEFAULT_EXPERIMENT
     if not path.exists():
-        raise ConfigError(f"{path}: no such experiment. Pass one, e.g. harness perf {DEFAULT_EXPERIMENT}")
+        raise ConfigError(
+            f"{path}: no such experiment. Pass one, e.g. harness perf {DEFAULT_EXPERIMENT}"
+        )
     overrides = overrides or {}
     candidate_exp = load_experiment(path, overrides=overrides)
     baseline_exp = load_experiment(path, overrides={**overrides, **(baseline_overrides or {})})
@@ -221,7 +223,8 @@ def run_perf(
     write_reports(comparison, out_dir=out_dir)
     return PerfOutcome(comparison=comparison, out_dir=out_dir, report=out_dir / "report.html",
                        duration=time.monotonic() - started,
-                       pairs=len([r for r in candidate.rounds if r.instance == 1]), stop_reason=stop)
+                       pairs=len([r for r in candidate.rounds if r.instance == 1]),
+                       stop_reason=stop)
 
 
 def _confirmed(artifact: Comparison, confirmed: Comparison, flagged: list[str]) -> Comparison:
@@ -230,7 +233,8 @@ def _confirmed(artifact: Comparison, confirmed: Comparison, flagged: list[str]) 
     note = (
         f"The comparison with the nightly artifact flagged {', '.join(flagged)}; re-running the "
         f"artifact's commit interleaved with the candidate on this agent "
-        + (f"confirmed {', '.join(kept)}." if kept else "did not reproduce it, so it does not fail the build.")
+        + (f"confirmed {', '.join(kept)}." if kept
+           else "did not reproduce it, so it does not fail the build.")
     )
     metrics = tuple(dataclasses.replace(m, evidence=f"{m.evidence}; confirmed on this agent")
                     for m in confirmed.metrics)

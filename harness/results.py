@@ -1,4 +1,4 @@
-"""The results model (results.json): rounds with raw samples and summaries, and its JSON round trip."""
+"""The results model (results.json): rounds with raw samples and summaries, and its JSON form."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from harness.files import atomic_write_json
 #   1 (harness 0.1.0): first version.
 FORMAT_VERSION = 1
 
-REQUEST_COLUMNS = ("endpoint", "intended", "sent", "latency", "service", "status", "nbytes", "error")
+REQUEST_COLUMNS = (
+    "endpoint", "intended", "sent", "latency", "service", "status", "nbytes", "error",
+)
 RESOURCE_COLUMNS = (
     "cpu_user",  # cumulative CPU seconds in user mode of the process tree
     "cpu_system",  # cumulative CPU seconds in kernel mode
@@ -188,7 +190,8 @@ class Results:
     """Everything one side of a comparison measured, as written to results.json.
 
     `environment` holds the keys declared in harness.environment.METADATA. `instructions` holds the
-    instruction-count tier's data when the experiment declares one (harness.instructions), else None.
+    instruction-count tier's data when the experiment declares one (harness.instructions),
+    else None.
     """
 
     label: str

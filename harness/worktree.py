@@ -72,7 +72,8 @@ def _dependency_path_file(env_dir: Path) -> None:
     interpreter's site-packages after it, so a baseline needs no network to find aiohttp & co.
     """
     purelib = subprocess.run(
-        [str(_env_python(env_dir)), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        [str(_env_python(env_dir)), "-c",
+         "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         capture_output=True, text=True, check=True, timeout=60,
     ).stdout.strip()
     paths = [p for p in site.getsitepackages() + [site.getusersitepackages()] if Path(p).is_dir()]

@@ -7,7 +7,9 @@ import pytest
 from harness.results import ExperimentInfo, RequestLog, ResourceSeries, Results, Round
 
 
-def make_round(index: int = 0, side: str = "candidate", latency: float = 0.01, n: int = 10) -> Round:
+def make_round(
+    index: int = 0, side: str = "candidate", latency: float = 0.01, n: int = 10
+) -> Round:
     log = RequestLog(
         endpoint=("channels",) * n,
         intended=tuple(i * 0.2 for i in range(n)),

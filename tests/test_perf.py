@@ -1,4 +1,4 @@
-"""`harness perf`: interleaving order, and end to end on the reference subject in a scratch clone."""
+"""`harness perf`: the interleaving order, and end to end on the reference subject in a clone."""
 
 from __future__ import annotations
 

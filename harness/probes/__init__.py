@@ -41,7 +41,7 @@ from harness.results import Results
 def probe_environment(
     probes: Probes, *, data_dir: Path, base_env: dict[str, str], is_python: bool
 ) -> tuple[dict[str, str], list[str]]:
-    """The subject's environment with probes injected, and warnings (placeholder until probes land)."""
+    """The subject's environment with probes injected, and warnings (placeholder)."""
     del probes, data_dir, is_python
     return dict(base_env), []
 
