@@ -47,7 +47,8 @@ class FakeJenkins:
         self.requests: list[Recorded] = []
         self.fail_next: list[int] = []  # statuses to answer before serving normally
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+                                        daemon=True)
 
     @property
     def url(self) -> str:
