@@ -18,6 +18,7 @@ MARKER = "<!-- perf-harness-report -->"
 MAX_DESCRIPTION = 140  # GitHub rejects longer status descriptions with 422
 DEFAULT_BASE_URL = "https://api.github.com"
 WRITE_INTERVAL = 1.0  # seconds between writes: GitHub asks integrations to space them out
+REQUEST_INTERVAL = 0.25  # seconds between any two requests (PyGithub's default)
 MAX_COMMENTS = 3000  # comments scanned for the marker: bounds the paging loop
 # overall verdict -> commit status state (DESIGN 4.1: only a regression fails the build)
 STATES = {"pass": "success", "inconclusive": "success", "regression": "failure",
@@ -69,7 +70,7 @@ def _client(token: str, base_url: str | None) -> github.Github:
     return github.Github(
         auth=Auth.Token(token), base_url=(base_url or DEFAULT_BASE_URL).rstrip("/"),
         timeout=30, retry=github.GithubRetry(total=3, backoff_factor=1.0), lazy=True,
-        seconds_between_writes=WRITE_INTERVAL,
+        seconds_between_writes=WRITE_INTERVAL, seconds_between_requests=REQUEST_INTERVAL,
     )
 
 

@@ -20,7 +20,9 @@ TOKEN = "ghp_fake_token_0123456789"
 @pytest.fixture(autouse=True)
 def token(monkeypatch):
     monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
-    monkeypatch.setattr("harness.github.WRITE_INTERVAL", 0.0)  # no need to spare the stand-in
+    # The stand-in needs no sparing: no pauses between requests.
+    monkeypatch.setattr("harness.github.WRITE_INTERVAL", 0.0)
+    monkeypatch.setattr("harness.github.REQUEST_INTERVAL", 0.0)
 
 
 def _verdict(tmp_path, overall: str, headline: str = "latency p50 +31% (p=0.004)",
