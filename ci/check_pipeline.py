@@ -37,7 +37,7 @@ REQUIRED_STEPS = {
     "cron(": "start the nightly baseline build",
 }
 _TOX_CALL = re.compile(r"\btox(?:Status|Env)\(\s*'([\w.-]+)'\s*(?:,\s*\"([^\"]*)\")?")
-_TOX_LITERAL = re.compile(r"\btox -e ([\w.-]+)")
+_TOX_LITERAL = re.compile(r"\btox -e ([\w.-]+)(?: -- ([^\n;&|']*))?")
 _STAGE = re.compile(r"\bstage\(\s*'([^']+)'\s*\)")
 
 
@@ -134,7 +134,7 @@ def strip_comments(text: str) -> str:
 def tox_calls(text: str) -> list[tuple[str, str]]:
     """(env, posargs) for every tox call in the Jenkinsfile."""
     calls = [(m.group(1), m.group(2) or "") for m in _TOX_CALL.finditer(text)]
-    calls += [(m.group(1), "") for m in _TOX_LITERAL.finditer(text)]
+    calls += [(m.group(1), m.group(2) or "") for m in _TOX_LITERAL.finditer(text)]
     return calls
 
 
@@ -201,6 +201,22 @@ def tox_problems(text: str, tox_ini: Path, cli: argparse.ArgumentParser) -> list
     return sorted(set(problems))
 
 
+def multijob_problems(jobs_dir: Path, tox_ini: Path, cli: argparse.ArgumentParser) -> list[str]:
+    """The job definitions: a multijob with the three phases, calling tox envs that exist."""
+    texts = {p.name: p.read_text(encoding="utf-8") for p in sorted(jobs_dir.glob("*.yaml"))}
+    if not texts:
+        return [f"{jobs_dir}: no job definitions (*.yaml)"]
+    problems = [f"{jobs_dir}/{name}: {problem}" for name, text in texts.items()
+                for problem in tox_problems(text, tox_ini, cli)]
+    multijob = next((t for t in texts.values() if "project-type: multijob" in t), None)
+    if multijob is None:
+        return problems + [f"{jobs_dir}: no `project-type: multijob` pull-request job"]
+    names = re.findall(r"- multijob:\s*\n\s*name:\s*'([^']+)'", multijob)
+    if [n.split(":")[0] for n in names] != list(PHASES):
+        problems.append(f"{jobs_dir}: the multijob's phases are {names}, expected {PHASES}")
+    return problems
+
+
 def check(root: Path, jenkinsfile: Path, tox_ini: Path, groovy: bool = True) -> list[str]:
     """Every problem found, one line each; empty when the pipeline holds together."""
     text = strip_comments(jenkinsfile.read_text(encoding="utf-8"))
@@ -213,6 +229,7 @@ def check(root: Path, jenkinsfile: Path, tox_ini: Path, groovy: bool = True) -> 
     problems += matrix_problems(text, platforms)
     problems += step_problems(text)
     problems += tox_problems(text, tox_ini, build_parser())
+    problems += multijob_problems(root / "ci" / "jobs", tox_ini, build_parser())
     return problems
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,7 @@ def default_directory(project_root: Path | None = None) -> Path:
 def _probes(data: Any, source: Path) -> ProbeCapabilities:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: [probes] must be a table of true/false values.")
-    known = set(ProbeCapabilities.__dataclass_fields__)
+    known = {f.name for f in fields(ProbeCapabilities)}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(
