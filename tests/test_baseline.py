@@ -157,3 +157,23 @@ def test_without_a_known_candidate_commit_ancestry_is_not_checked(tmp_path, monk
         fake.add_build(JOB, FakeBuild(1, "SUCCESS", _ms(1), "f" * 40, {ARTIFACT: _results(1)}))
         assert _fetch(fake, tmp_path / "out", None) == 0
     assert load_record(tmp_path / "out" / "baseline.json").status == "found"
+
+
+def test_the_cli_fetches_through_jenkins_url_and_credentials(repo, tmp_path, monkeypatch):
+    from harness.cli import main
+
+    with FakeJenkins(user="ci", token="tok-123456") as fake:
+        fake.add_build(JOB, FakeBuild(1, "SUCCESS", int(datetime.now(timezone.utc).timestamp()
+                                                          * 1000), repo["m1"],
+                                      {ARTIFACT: _results(1)}))
+        monkeypatch.setenv("JENKINS_URL", fake.url)
+        monkeypatch.setenv("JENKINS_USER", "ci")
+        monkeypatch.setenv("JENKINS_TOKEN", "tok-123456")
+        code = main(["baseline", "fetch", "--job", JOB, "--out", str(tmp_path / "out"),
+                     "--experiment", "api-stress", "--platform", "linux",
+                     "--candidate-commit", repo["pr"]])
+        monkeypatch.setenv("JENKINS_TOKEN", "wrong-654321")
+        refused = main(["baseline", "fetch", "--job", JOB, "--out", str(tmp_path / "bad"),
+                        "--experiment", "api-stress", "--platform", "linux"])
+    assert code == 0 and (tmp_path / "out" / "results.json").exists()
+    assert refused == 1
