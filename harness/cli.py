@@ -101,6 +101,7 @@ def _cmd_baseline_fetch(args: argparse.Namespace) -> int:
         max_age_days=args.max_age_days,
         candidate_commit=args.candidate_commit,
         strict=args.strict,
+        artifact=args.artifact,
     )
 
 
@@ -202,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--max-age-days", type=float, default=7.0)
     f.add_argument("--candidate-commit", default=None)
     f.add_argument("--strict", action="store_true", help="exit 1 when the baseline is refused")
+    f.add_argument("--artifact", default=None, metavar="PATH",
+                   help="artifact path, {platform}/{experiment} filled in "
+                        "(default: perf/{platform}/{experiment}/results.json)")
     f.set_defaults(func=_cmd_baseline_fetch)
 
     p = sub.add_parser("coverage", help="coverage gate")

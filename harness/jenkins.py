@@ -1,0 +1,173 @@
+"""The Jenkins service: a python-jenkins client with timeouts, bounded retries and clear errors.
+
+python-jenkins fetches the CSRF crumb itself (and copes with Jenkins setups that have no crumb
+issuer); this module adds what a build step needs on top: retries with backoff for transient
+failures, errors that name the job and the fix, and build records with the fields a baseline needs.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+import jenkins
+import requests
+
+from harness import secrets
+from harness.errors import ServiceError
+
+T = TypeVar("T")
+
+# Statuses worth another try; 0 stands for "no answer at all" (connection refused, timeout).
+_TRANSIENT_STATUS = (0, 500, 502, 503, 504)
+_BUILD_DATA = "hudson.plugins.git.util.BuildData"
+
+
+class NotFound(ServiceError):
+    """The job, build or artifact does not exist (HTTP 404)."""
+
+
+@dataclass(frozen=True)
+class Build:
+    """One finished build of a job, with what a baseline needs to know about it."""
+
+    job: str
+    number: int
+    result: str | None  # SUCCESS, UNSTABLE, FAILURE, ABORTED, or None while running
+    timestamp: datetime
+    url: str
+    commit: str | None  # the git commit built, from the Git plugin's BuildData action
+    artifacts: tuple[str, ...]  # relative paths of the archived artifacts
+
+
+def build_from_json(job: str, data: dict[str, Any]) -> Build:
+    """A Build from Jenkins' build JSON (`/job/NAME/N/api/json`)."""
+    return Build(
+        job=job,
+        number=int(data["number"]),
+        result=data.get("result"),
+        timestamp=datetime.fromtimestamp(int(data.get("timestamp", 0)) / 1000, tz=timezone.utc),
+        url=str(data.get("url", "")),
+        commit=_built_commit(data.get("actions") or []),
+        artifacts=tuple(a["relativePath"] for a in data.get("artifacts") or ()),
+    )
+
+
+def _built_commit(actions: list[Any]) -> str | None:
+    # A pipeline that loads a shared library has several BuildData actions; the project's own
+    # checkout is recorded first.
+    for action in actions:
+        if isinstance(action, dict) and action.get("_class") == _BUILD_DATA:
+            revision = action.get("lastBuiltRevision") or {}
+            if revision.get("SHA1"):
+                return str(revision["SHA1"])
+    return None
+
+
+def _status(exc: BaseException) -> int | None:
+    """The HTTP status behind a client error, 0 for no answer, None when it is not HTTP.
+
+    python-jenkins re-raises HTTP errors as JenkinsException ("does not exist" even for a 503),
+    so the original requests error is looked up in the exception's context chain.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, jenkins.NotFoundException):
+            return 404
+        if isinstance(seen, requests.HTTPError) and seen.response is not None:
+            return seen.response.status_code
+        if isinstance(seen, (jenkins.TimeoutException, requests.ConnectionError,
+                             requests.Timeout)):
+            return 0
+        match = re.search(r"\[(\d{3})\]", str(seen))  # "Possibly authentication failed [401]"
+        if isinstance(seen, jenkins.JenkinsException) and match:
+            return int(match.group(1))
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+class JenkinsService:
+    """Read access to one Jenkins: builds of a job and their artifacts."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        user: str | None = None,
+        token: str | None = None,
+        timeout: float = 30.0,
+        retries: int = 3,
+        backoff: float = 2.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.retries = retries
+        self.backoff = backoff
+        self._sleep = sleep
+        # retries=0: the retry policy lives here, where it also covers 5xx answers.
+        self._client = jenkins.Jenkins(self.url, username=user, password=token,
+                                       timeout=timeout, retries=0)
+
+    @classmethod
+    def from_environment(cls, url: str | None = None, **kwargs: Any) -> JenkinsService:
+        """Connect with JENKINS_URL, JENKINS_USER and JENKINS_TOKEN (anonymous when unset)."""
+        url = url or secrets.optional(secrets.JENKINS_URL)
+        if not url:
+            raise ServiceError(
+                f"no Jenkins URL: pass --jenkins-url or set {secrets.JENKINS_URL} "
+                f"(Jenkins sets it in every build)."
+            )
+        return cls(url, user=secrets.optional(secrets.JENKINS_USER),
+                   token=secrets.optional(secrets.JENKINS_TOKEN), **kwargs)
+
+    def _call(self, what: str, func: Callable[[], T]) -> T:
+        """Run one client call; retry transient failures with exponential backoff, then give up."""
+        attempt = 0
+        while True:
+            try:
+                return func()
+            except (jenkins.JenkinsException, requests.RequestException) as exc:
+                status = _status(exc)
+                if status == 404:
+                    raise NotFound(f"{what}: not found on {self.url}.") from exc
+                if status in (401, 403):
+                    raise ServiceError(
+                        f"{what}: {self.url} answered {status}: it refused the credentials. Set "
+                        f"{secrets.JENKINS_USER} and {secrets.JENKINS_TOKEN} to a user with read "
+                        f"access to the job."
+                    ) from exc
+                if status not in _TRANSIENT_STATUS or attempt == self.retries:
+                    first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+                    raise ServiceError(
+                        f"{what}: {self.url} did not answer usefully after {attempt + 1} "
+                        f"attempt(s): {secrets.redact(first_line)}"
+                    ) from exc
+            self._sleep(self.backoff * 2**attempt)
+            attempt += 1
+
+    def build_numbers(self, job: str) -> list[int]:
+        """Numbers of the job's builds, newest first (the newest 100, as Jenkins lists them)."""
+        info = self._call(f"job {job!r}", lambda: self._client.get_job_info(job))
+        return sorted((int(b["number"]) for b in info.get("builds") or ()), reverse=True)
+
+    def build(self, job: str, number: int) -> Build:
+        """One build's record."""
+        data = self._call(f"build {job} #{number}",
+                          lambda: self._client.get_build_info(job, number))
+        return build_from_json(job, data)
+
+    def builds(self, job: str, limit: int = 30) -> Iterator[Build]:
+        """The job's finished builds, newest first, at most `limit` of them (one request each)."""
+        for number in self.build_numbers(job)[:limit]:
+            yield self.build(job, number)
+
+    def artifact(self, job: str, number: int, relative_path: str) -> bytes:
+        """The bytes of one archived artifact, by its path relative to the archive root."""
+        return self._call(
+            f"artifact {relative_path} of {job} #{number}",
+            lambda: self._client.get_build_artifact_as_bytes(job, number, relative_path),
+        )

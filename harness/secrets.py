@@ -1,0 +1,51 @@
+"""Secrets and service settings: the environment variables named in one place, and redaction."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from harness.errors import SecretMissingError
+
+JENKINS_URL = "JENKINS_URL"  # not a secret, but read from the same place as the two below
+JENKINS_USER = "JENKINS_USER"
+JENKINS_TOKEN = "JENKINS_TOKEN"  # a Jenkins API token of JENKINS_USER (read access is enough)
+GITHUB_TOKEN = "GITHUB_TOKEN"  # a token allowed to write commit statuses and PR comments
+
+SECRET_VARIABLES = (JENKINS_TOKEN, GITHUB_TOKEN)
+REDACTED = "***"
+# Values shorter than this are not replaced: redacting "1" would mangle every message.
+_MIN_SECRET_LENGTH = 4
+
+_PURPOSE = {
+    JENKINS_TOKEN: "a Jenkins API token (user menu > Security > API Token), with JENKINS_USER",
+    GITHUB_TOKEN: "a GitHub token that may write commit statuses and issue comments",
+}
+
+
+def optional(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The variable's value, or None when it is unset or empty."""
+    value = (os.environ if environ is None else environ).get(name, "")
+    return value or None
+
+
+def require(name: str, environ: Mapping[str, str] | None = None) -> str:
+    """The variable's value; a missing one fails fast, by name, before any request is made."""
+    value = optional(name, environ)
+    if value is None:
+        purpose = _PURPOSE.get(name, "a value")
+        raise SecretMissingError(
+            f"environment variable {name} is not set: set it to {purpose} (in Jenkins, bind it "
+            f"from a credential with withCredentials; see docs/jenkins.md)."
+        )
+    return value
+
+
+def redact(text: str, environ: Mapping[str, str] | None = None) -> str:
+    """`text` with the value of every secret variable that is set replaced by ***."""
+    env = os.environ if environ is None else environ
+    for name in SECRET_VARIABLES:
+        value = env.get(name, "")
+        if len(value) >= _MIN_SECRET_LENGTH:
+            text = text.replace(value, REDACTED)
+    return text
