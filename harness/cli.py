@@ -80,6 +80,7 @@ def _cmd_perf(args: argparse.Namespace) -> int:
         budget=args.budget,
         rounds=args.rounds,
         seed=args.seed,
+        report_url=args.report_url,
     )
     report = outcome.report.resolve()
     print(terminal_table(outcome.comparison))
@@ -190,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=None, help="rounds per side to start with")
     p.add_argument("--seed", type=int, default=None, help="seed of the interleaving order")
     p.add_argument("--fail-on-inconclusive", action="store_true")
+    p.add_argument("--report-url", default=None, help="link to the published report")
     p.set_defaults(func=_cmd_perf)
 
     p = sub.add_parser("baseline", help="baseline artifacts")

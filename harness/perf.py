@@ -156,6 +156,7 @@ def run_perf(
     budget: str | None = None,
     rounds: int | None = None,
     seed: int | None = None,
+    report_url: str | None = None,
     log: Callable[[str], None] = print,
 ) -> PerfOutcome:
     """Measure baseline and candidate on this machine and write results, verdict and reports.
@@ -220,7 +221,7 @@ def run_perf(
 
     save_results(baseline, out_dir / "baseline" / "results.json")
     save_results(candidate, out_dir / "candidate" / "results.json")
-    write_reports(comparison, out_dir=out_dir)
+    write_reports(comparison, out_dir=out_dir, report_url=report_url)
     return PerfOutcome(comparison=comparison, out_dir=out_dir, report=out_dir / "report.html",
                        duration=time.monotonic() - started,
                        pairs=len([r for r in candidate.rounds if r.instance == 1]),
