@@ -26,7 +26,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def probed_env(data_dir: Path, probes: Probes, extra: dict[str, str] | None = None) -> dict[str, str]:
+def probed_env(
+    data_dir: Path, probes: Probes, extra: dict[str, str] | None = None
+) -> dict[str, str]:
     env, warnings = probe_environment(probes, data_dir=data_dir, base_env=os.environ.copy(),
                                       is_python=True)
     assert warnings == []

@@ -1,4 +1,4 @@
-"""The query breakdown: per-round tables, "what changed" ranking, and a deliberately slower query."""
+"""The query breakdown: per-round tables, "what changed" ranking, a deliberately slower query."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The SQLite probe: statement normalisation, per-operation totals, callers, threads, and a real app."""
+"""The SQLite probe: normalised statements, per-operation totals, callers, threads, a real app."""
 
 from __future__ import annotations
 
@@ -21,11 +21,13 @@ HERE = "tests/test_probes_sqlite.py"
     ("sql", "expected"),
     [
         ("SELECT * FROM t WHERE id = 42", "SELECT * FROM t WHERE id = ?"),
-        ("SELECT * FROM t WHERE name = 'it''s' AND x > -1.5e3", "SELECT * FROM t WHERE name = ? AND x > -?"),
+        ("SELECT * FROM t WHERE name = 'it''s' AND x > -1.5e3",
+         "SELECT * FROM t WHERE name = ? AND x > -?"),
         ("SELECT * FROM t WHERE id IN (1, 2, 3)", "SELECT * FROM t WHERE id IN (?)"),
         ("select * from t where id in (?,?,?,?)", "select * from t where id IN (?)"),
         ("INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c')", "INSERT INTO t VALUES (?, ?)"),
-        ("SELECT t1.c2 FROM t1 WHERE c = :name AND d = ?3", "SELECT t1.c2 FROM t1 WHERE c = :name AND d = ?3"),
+        ("SELECT t1.c2 FROM t1 WHERE c = :name AND d = ?3",
+         "SELECT t1.c2 FROM t1 WHERE c = :name AND d = ?3"),
         ("SELECT x'00ff',\n  0x1F -- note\n FROM \"t 1\";", 'SELECT ?, ? FROM "t 1"'),
         ("SELECT /* 5 */ 7", "SELECT ?"),
     ],

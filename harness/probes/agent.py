@@ -1,4 +1,4 @@
-"""The probes' agent inside the subject: reads its configuration from the environment, installs them.
+"""The probes' agent inside the subject: reads its configuration from the environment, installs.
 
 Started by harness/probes/boot/sitecustomize.py; standard library only. The environment variables
 below are the whole interface between the harness (harness.probes.inject) and the subject.
@@ -60,7 +60,8 @@ def start(environ: Any = None) -> Any:
     imports.on_error = writer.warn
     for name in [n.strip() for n in environ.get(ENV_PROBES, "").split(",") if n.strip()]:
         if name not in KNOWN_PROBES:
-            problems.append(f"{ENV_PROBES}: unknown probe {name!r}; known: {', '.join(KNOWN_PROBES)}")
+            known = ", ".join(KNOWN_PROBES)
+            problems.append(f"{ENV_PROBES}: unknown probe {name!r}; known: {known}")
             continue
         try:
             writer.sources[name] = _install(name, environ, problems)

@@ -93,7 +93,7 @@ def _change_row(key: tuple[str, ...], names: tuple[str, ...], base: dict[str, An
                 cand: dict[str, Any] | None) -> dict[str, Any]:
     b = base or {"total": 0.0, "calls": 0.0}
     c = cand or {"total": 0.0, "calls": 0.0}
-    row: dict[str, Any] = dict(zip(names, key))
+    row: dict[str, Any] = dict(zip(names, key, strict=True))
     row.update(baseline_total=b["total"], candidate_total=c["total"],
                total_change=c["total"] - b["total"], baseline_calls=b["calls"],
                candidate_calls=c["calls"], calls_change=c["calls"] - b["calls"])

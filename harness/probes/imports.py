@@ -70,14 +70,19 @@ def _find_elsewhere(skip: Any, fullname: str, path: Any, target: Any) -> Any:
 _finder = _AfterImportFinder()
 # Where a failing hook is reported (the agent sets it to its warning list): a probe that cannot
 # attach must never make the subject's own import fail.
-on_error: Callable[[str], None] = lambda message: None
+def _ignore(message: str) -> None:
+    del message
+
+
+on_error: Callable[[str], None] = _ignore
 
 
 def _run(hook: Hook, module: Any) -> None:
     try:
         hook(module)
     except Exception as exc:
-        on_error(f"hook on {getattr(module, '__name__', module)} failed: {type(exc).__name__}: {exc}")
+        name = getattr(module, "__name__", module)
+        on_error(f"hook on {name} failed: {type(exc).__name__}: {exc}")
 
 
 def after_import(name: str, hook: Hook) -> None:

@@ -195,10 +195,13 @@ def caller(frame: Any) -> str:
 # --- the probed classes -------------------------------------------------------------------------
 
 
+# The two probes are mixins placed before the C classes (probed_class), so `super()` reaches
+# sqlite3.Cursor / sqlite3.Connection, which pylint cannot see from here.
+# pylint: disable=no-member
+
+
 class _CursorProbe:
     """Mixed in before a sqlite3.Cursor class: times statements and fetches."""
-
-    __slots__ = ()
     _probe_statement = UNKNOWN
     _probe_iter_time = 0.0
     _probe_iter_rows = 0
@@ -347,7 +350,8 @@ def probed_class(base: type, probe: type) -> type:
 ProbedCursor = probed_class(sqlite3.Cursor, _CursorProbe)
 ProbedConnection = probed_class(sqlite3.Connection, _ConnectionProbe)
 
-_FACTORY_POSITION = 5  # connect(database, timeout, detect_types, isolation_level, same_thread, factory)
+# connect(database, timeout, detect_types, isolation_level, check_same_thread, factory, ...)
+_FACTORY_POSITION = 5
 _originals: dict[str, Any] = {}
 
 

@@ -1,4 +1,4 @@
-"""Writes the probes' data from inside the subject: periodically, at exit and on SIGTERM, atomically.
+"""Writes the probes' data inside the subject: periodically, at exit and on SIGTERM, atomically.
 
 Runs inside the subject, standard library only. Each process writes its own files
 (`NAME-PID.json`), so a subject that forks or starts Python children never has two writers on one
@@ -101,7 +101,9 @@ class ProbeWriter:
         A subject that installs its own handler later replaces this one and exits through its own
         path, where atexit flushes; one that never does would die without running atexit.
         """
-        if not hasattr(signal, "SIGTERM") or threading.current_thread() is not threading.main_thread():
+        if not hasattr(signal, "SIGTERM"):
+            return
+        if threading.current_thread() is not threading.main_thread():
             return
         previous = signal.getsignal(signal.SIGTERM)
 

@@ -36,7 +36,7 @@ def _emergency_warning(message):
         return
     try:
         os.makedirs(directory, exist_ok=True)
-        path = os.path.join(directory, "warnings-%d.json" % os.getpid())
+        path = os.path.join(directory, f"warnings-{os.getpid()}.json")
         tmp = path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as handle:
             json.dump([message], handle)
@@ -72,11 +72,10 @@ def _chain(writer):
 
 def _report_chain_error(writer, exc):
     # site.py prints this line for a failing sitecustomize; keep the subject's behaviour.
-    message = "Error in sitecustomize; set PYTHONVERBOSE for traceback:\n%s: %s" % (
-        type(exc).__name__, exc)
-    print(message, file=sys.stderr)
+    print("Error in sitecustomize; set PYTHONVERBOSE for traceback:", file=sys.stderr)
+    print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
     if writer is not None:
-        writer.warn("the subject's own sitecustomize failed: %s: %s" % (type(exc).__name__, exc))
+        writer.warn(f"the subject's own sitecustomize failed: {type(exc).__name__}: {exc}")
         writer.flush()
 
 
@@ -85,11 +84,11 @@ def _boot():
     try:
         writer = _load_agent().start()
     except Exception as exc:
-        _emergency_warning("probes not installed: %s: %s" % (type(exc).__name__, exc))
+        _emergency_warning(f"probes not installed: {type(exc).__name__}: {exc}")
     try:
         _chain(writer)
     except Exception as exc:
-        _emergency_warning("cannot run the subject's own sitecustomize: %s" % (exc,))
+        _emergency_warning(f"cannot run the subject's own sitecustomize: {exc}")
 
 
 _boot()

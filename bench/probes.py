@@ -1,0 +1,162 @@
+"""Probe overhead: subject throughput with and without each probe, interleaved in one run.
+
+    python bench/probes.py [--rounds 5] [--requests 2000] [--concurrency 8]
+                           [--subject auto|peer|app]
+
+Each round starts the subject once per configuration (none, sqlite, loop_lag, both) in a shuffled
+order, warms it up, then sends a fixed number of requests closed-loop and records responses per
+second. Prints a Markdown table for docs/performance.md ("## Probe overhead").
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+
+import aiohttp  # noqa: E402
+
+from harness.experiment import Probes  # noqa: E402
+from harness.probes import probe_environment  # noqa: E402
+from tests.probes_support import APP, free_port, running  # noqa: E402
+
+CONFIGS = {
+    "none": Probes(),
+    "sqlite": Probes(sqlite=True),
+    "loop_lag": Probes(loop_lag=True),
+    "sqlite+loop_lag": Probes(sqlite=True, loop_lag=True),
+}
+
+
+def _subject(kind: str, work: Path) -> tuple[list[str], list[str]]:
+    """The command (with {port}) and the request paths of the subject to measure."""
+    has_peer = importlib.util.find_spec("subjects.peer") is not None
+    if kind == "peer" or (kind == "auto" and has_peer):
+        state = work / "state"
+        subprocess.run([sys.executable, "-m", "subjects.peer", "seed", "--state-dir", str(state),
+                        "--channels", "200", "--torrents", "10000"], cwd=ROOT, check=True,
+                       capture_output=True)
+        command = [sys.executable, "-m", "subjects.peer", "serve", "--state-dir", str(state),
+                   "--port", "{port}", "--db", "worker", "--sync-interval", "0"]
+        paths = [f"/channels/{1 + i % 100}/torrents?page=1&size=20" for i in range(200)]
+        return command, paths
+    command = [sys.executable, str(APP), "--port", "{port}", "--db", str(work / "app.db")]
+    paths = [f"/items/{1 + i % 200}" if i % 2 else "/items?limit=20" for i in range(200)]
+    return command, paths
+
+
+async def _drive(base: str, paths: list[str], requests: int, concurrency: int) -> float:
+    """Closed loop: `concurrency` workers send `requests` in all; returns responses per second."""
+    counter = iter(range(requests))
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker() -> None:
+            for i in counter:
+                async with session.get(base + paths[i % len(paths)]) as response:
+                    await response.read()
+                    if response.status >= 400:
+                        raise RuntimeError(f"{paths[i % len(paths)]}: HTTP {response.status}")
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return requests / (time.perf_counter() - start)
+
+
+def measure(name: str, command: list[str], paths: list[str], work: Path, args) -> float:
+    port = free_port()
+    env, _ = probe_environment(CONFIGS[name], data_dir=work / f"probes-{name}",
+                               base_env=os.environ.copy(), is_python=True)
+    cmd = [part.replace("{port}", str(port)) for part in command]
+    base = f"http://127.0.0.1:{port}"
+    with running(cmd, env, ROOT, base + "/health", work / f"{name}.log"):
+        asyncio.run(_drive(base, paths, args.warmup, args.concurrency))
+        return asyncio.run(_drive(base, paths, args.requests, args.concurrency))
+
+
+def per_call_cost(repeats: int = 7, calls: int = 20000) -> tuple[float, float]:
+    """CPU cost of one execute + fetchone on an in-memory database, without and with the probe,
+    interleaved; returns the two medians in microseconds."""
+    import sqlite3
+
+    from harness.probes import sqlite as probe
+
+    def run(connect) -> float:
+        db = connect(":memory:")
+        db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        db.executemany("INSERT INTO t VALUES (?, ?)", [(i, str(i)) for i in range(100)])
+        start = time.process_time()
+        for i in range(calls):
+            db.execute("SELECT v FROM t WHERE id = ?", (i % 100,)).fetchone()
+        return (time.process_time() - start) / calls * 1e6
+
+    plain, probed = [], []
+    original = sqlite3.connect
+    for _ in range(repeats):
+        plain.append(run(original))
+        probe.install()
+        try:
+            probed.append(run(sqlite3.connect))
+        finally:
+            probe.uninstall()
+    return statistics.median(plain), statistics.median(probed)
+
+
+def table(results: dict[str, list[float]]) -> str:
+    base = statistics.median(results["none"])
+    lines = ["| probes | median responses/s | min | max | overhead vs none |",
+             "|---|---:|---:|---:|---:|"]
+    for name, values in results.items():
+        median = statistics.median(values)
+        overhead = "" if name == "none" else f"{(base - median) / base:+.1%}"
+        lines.append(f"| {name} | {median:.0f} | {min(values):.0f} | {max(values):.0f} | "
+                     f"{overhead} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--subject", choices=("auto", "peer", "app"), default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    rng = random.Random(args.seed)
+    results: dict[str, list[float]] = {name: [] for name in CONFIGS}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        command, paths = _subject(args.subject, work)
+        for round_ in range(args.rounds):
+            order = list(CONFIGS)
+            rng.shuffle(order)
+            for name in order:
+                results[name].append(measure(name, command, paths, work, args))
+            print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
+    print(f"subject: {' '.join(Path(c).name if '/' in c else c for c in command)}")
+    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python "
+          f"{platform.python_version()}; {args.rounds} rounds x {args.requests} requests, "
+          f"concurrency {args.concurrency}\n")
+    print(table(results))
+    plain, probed = per_call_cost()
+    print(f"\nexecute + fetchone, in-process CPU time: {plain:.1f} us plain, {probed:.1f} us "
+          f"probed (+{probed - plain:.1f} us per statement with its fetch)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
