@@ -28,6 +28,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
+import psutil  # noqa: E402
 
 from harness.experiment import Probes  # noqa: E402
 from harness.probes import probe_environment  # noqa: E402
@@ -76,15 +77,24 @@ async def _drive(base: str, paths: list[str], requests: int, concurrency: int) -
         return requests / (time.perf_counter() - start)
 
 
-def measure(name: str, command: list[str], paths: list[str], work: Path, args) -> float:
+def _cpu(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+def measure(name: str, command: list[str], paths: list[str], work: Path, args):
+    """Responses per second and the subject's CPU microseconds per request, for one config."""
     port = free_port()
     env, _ = probe_environment(CONFIGS[name], data_dir=work / f"probes-{name}",
                                base_env=os.environ.copy(), is_python=True)
     cmd = [part.replace("{port}", str(port)) for part in command]
     base = f"http://127.0.0.1:{port}"
-    with running(cmd, env, ROOT, base + "/health", work / f"{name}.log"):
+    with running(cmd, env, ROOT, base + "/health", work / f"{name}.log") as proc:
+        subject = psutil.Process(proc.pid)
         asyncio.run(_drive(base, paths, args.warmup, args.concurrency))
-        return asyncio.run(_drive(base, paths, args.requests, args.concurrency))
+        before = _cpu(subject)
+        rate = asyncio.run(_drive(base, paths, args.requests, args.concurrency))
+        return rate, (_cpu(subject) - before) / args.requests * 1e6
 
 
 def per_call_cost(repeats: int = 7, calls: int = 20000) -> tuple[float, float]:
@@ -115,15 +125,19 @@ def per_call_cost(repeats: int = 7, calls: int = 20000) -> tuple[float, float]:
     return statistics.median(plain), statistics.median(probed)
 
 
-def table(results: dict[str, list[float]]) -> str:
-    base = statistics.median(results["none"])
-    lines = ["| probes | median responses/s | min | max | overhead vs none |",
-             "|---|---:|---:|---:|---:|"]
+def table(results: dict[str, list[tuple[float, float]]]) -> str:
+    """Medians over rounds; changes relative to the unprobed subject."""
+    rate0 = statistics.median(r for r, _ in results["none"])
+    cpu0 = statistics.median(c for _, c in results["none"])
+    lines = ["| probes | responses/s (median) | min | max | change | CPU us/request (median) "
+             "| change |", "|---|---:|---:|---:|---:|---:|---:|"]
     for name, values in results.items():
-        median = statistics.median(values)
-        overhead = "" if name == "none" else f"{(base - median) / base:+.1%}"
-        lines.append(f"| {name} | {median:.0f} | {min(values):.0f} | {max(values):.0f} | "
-                     f"{overhead} |")
+        rates = [r for r, _ in values]
+        rate, cpu = statistics.median(rates), statistics.median(c for _, c in values)
+        change = "" if name == "none" else f"{(rate - rate0) / rate0:+.1%}"
+        cpu_change = "" if name == "none" else f"{(cpu - cpu0) / cpu0:+.1%}"
+        lines.append(f"| {name} | {rate:.0f} | {min(rates):.0f} | {max(rates):.0f} | {change} "
+                     f"| {cpu:.0f} | {cpu_change} |")
     return "\n".join(lines)
 
 
@@ -137,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
-    results: dict[str, list[float]] = {name: [] for name in CONFIGS}
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in CONFIGS}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         command, paths = _subject(args.subject, work)

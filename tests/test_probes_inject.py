@@ -199,3 +199,27 @@ def test_data_is_flushed_periodically_while_the_subject_runs(tmp_path) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+FORK = """
+import os, sqlite3, sys
+db = sqlite3.connect(':memory:')
+db.execute('SELECT 1')
+pid = os.fork()
+if pid == 0:
+    db.execute('SELECT 2')
+    db.execute('SELECT 3')
+    sys.exit(0)
+os.waitpid(pid, 0)
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_counts_only_its_own_queries(tmp_path) -> None:
+    env = probed_env(tmp_path / "d", BOTH)
+    done = _run(FORK, env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert len(list((tmp_path / "d").glob("sqlite-*.json"))) == 2
+    operations = collect_probe_data(tmp_path / "d")["sqlite"]["operations"]
+    assert operations["execute"]["calls"] == 3  # 1 in the parent, 2 in the child, none twice

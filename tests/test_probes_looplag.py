@@ -66,7 +66,8 @@ def test_twisted_web_server_unmodified_gets_lag_samples(tmp_path) -> None:
     site.mkdir()
     (site / "index.html").write_text("<p>hello</p>")
     port = free_port()
-    env = probed_env(tmp_path / "d", Probes(sqlite=True, loop_lag=True, loop_lag_interval=0.05))
+    config = Probes(sqlite=True, loop_lag=True, loop_lag_interval=0.05, flush_interval=60.0)
+    env = probed_env(tmp_path / "d", config)  # data only from the exit path
     command = [shutil.which("twistd"), "-n", "--pidfile", str(tmp_path / "twistd.pid"), "web",
                "--listen", f"tcp:{port}:interface=127.0.0.1", "--path", str(site)]
     base = f"http://127.0.0.1:{port}"

@@ -152,7 +152,8 @@ def test_too_many_distinct_statements_fold_into_other() -> None:
 @pytest.mark.slow
 def test_unmodified_aiohttp_app_per_statement_calls_rows_and_callers(tmp_path) -> None:
     data = tmp_path / "probes"
-    env = probed_env(data, Probes(sqlite=True, loop_lag=True, loop_lag_interval=0.05))
+    config = Probes(sqlite=True, loop_lag=True, loop_lag_interval=0.05, flush_interval=60.0)
+    env = probed_env(data, config)  # data only from the exit path
     with sqlite_app(tmp_path, env, items=50) as base:
         for i in (1, 2, 3, 4, 999):
             try:

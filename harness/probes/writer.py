@@ -62,6 +62,7 @@ class ProbeWriter:
         self._write(f"hook-{self._pid}.json", dict(info, pid=self._pid))
         atexit.register(self.flush)
         self._handle_sigterm()
+        self._flush_before_self_kill()
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._after_fork)
         self._start_thread()
@@ -118,6 +119,24 @@ class ProbeWriter:
             return None
 
         signal.signal(signal.SIGTERM, on_sigterm)
+
+    def _flush_before_self_kill(self) -> None:
+        """Flush when the process signals itself to die (twistd re-raises SIGTERM that way after
+        its shutdown, restoring the default action first, so atexit never runs)."""
+        original = os.kill
+        if getattr(original, "__perf_probe__", False):
+            return
+        fatal = {getattr(signal, n) for n in ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGABRT")
+                 if hasattr(signal, n)}
+
+        def kill(pid: int, sig: int) -> None:
+            if sig in fatal and pid in (0, os.getpid()):
+                self.flush()
+            original(pid, sig)
+
+        kill.__perf_probe__ = True  # type: ignore[attr-defined]
+        kill.__doc__ = original.__doc__
+        os.kill = kill
 
     def _after_fork(self) -> None:
         # The child inherits the parent's totals and no writer thread: start over as a new process.
