@@ -63,7 +63,7 @@ def test_the_hook_chains_to_the_sitecustomize_it_shadows(tmp_path) -> None:
     theirs.mkdir()
     (theirs / "sitecustomize.py").write_text(
         "import os\nopen(os.environ['MARKER'], 'w').write('ran')\n")
-    env = probed_env(tmp_path / "d", BOTH, {"MARKER": str(tmp_path / "marker")})
+    env = probed_env(tmp_path / "d", Probes(sqlite=True), {"MARKER": str(tmp_path / "marker")})
     env["PYTHONPATH"] += os.pathsep + str(theirs)
     done = _run(QUERY, env, tmp_path)
     assert done.returncode == 0 and done.stdout.strip() == "done", done.stderr
@@ -223,3 +223,16 @@ def test_a_forked_child_counts_only_its_own_queries(tmp_path) -> None:
     assert len(list((tmp_path / "d").glob("sqlite-*.json"))) == 2
     operations = collect_probe_data(tmp_path / "d")["sqlite"]["operations"]
     assert operations["execute"]["calls"] == 3  # 1 in the parent, 2 in the child, none twice
+
+
+@pytest.mark.integration
+def test_no_loop_is_reported_and_a_reused_directory_starts_clean(tmp_path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "sqlite-999999.json").write_text('{"operations": {}, "statements": []}')
+    env = probed_env(tmp_path / "d", BOTH)
+    assert not (tmp_path / "d" / "sqlite-999999.json").exists()
+    done = _run(QUERY, env, tmp_path)
+    assert done.returncode == 0
+    probes = collect_probe_data(tmp_path / "d")
+    assert _statements(probes) == {"SELECT ?"}
+    assert any("no event loop was seen" in w for w in probes["warnings"])

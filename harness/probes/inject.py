@@ -14,6 +14,7 @@ from harness.probes.breakdown import merge_sqlite
 
 BOOT_DIR = Path(__file__).resolve().parent / "boot"
 EXPECTED = "expected.json"  # written by probe_environment: which probes the subject should run
+WRITTEN = ("hook-*.json", "sqlite-*.json", "loop_lag-*.json", "warnings-*.json")  # per process
 
 
 def enabled(probes: Probes) -> list[str]:
@@ -36,6 +37,9 @@ def probe_environment(
             f"[subject] if it is one, or switch these probes off."
         ]
     data_dir = Path(data_dir).resolve()
+    for pattern in WRITTEN:  # a reused directory must not mix an earlier start's data in
+        for stale in data_dir.glob(pattern):
+            stale.unlink()
     atomic_write_json(data_dir / EXPECTED, {"probes": names})
     path = env.get("PYTHONPATH")
     env["PYTHONPATH"] = str(BOOT_DIR) + (os.pathsep + path if path else "")
@@ -87,6 +91,11 @@ def collect_probe_data(data_dir: Path) -> dict[str, Any]:
     lag = _busiest([_read(p, warnings) for p in sorted(data_dir.glob("loop_lag-*.json"))])
     if lag is not None:
         out["loop_lag"] = lag
+    elif "loop_lag" in names and any(data_dir.glob("hook-*.json")):
+        warnings.append(
+            "loop_lag: no event loop was seen running (the probe follows asyncio's standard "
+            "loops and the Twisted reactor; uvloop and other loops are not measured)."
+        )
     if warnings:
         out["warnings"] = warnings
     return out
