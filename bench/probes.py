@@ -1,6 +1,6 @@
 """Probe overhead: subject throughput with and without each probe, interleaved in one run.
 
-    python bench/probes.py [--rounds 5] [--requests 2000] [--concurrency 8]
+    python bench/probes.py [--rounds 11] [--requests 5000] [--concurrency 8]
                            [--subject auto|peer|app]
 
 Each round starts the subject once per configuration (none, sqlite, loop_lag, both) in a shuffled
@@ -125,26 +125,32 @@ def per_call_cost(repeats: int = 7, calls: int = 20000) -> tuple[float, float]:
     return statistics.median(plain), statistics.median(probed)
 
 
+def _paired(values: list[float], base: list[float]) -> str:
+    """Median and range of the per-round change against the unprobed run of the same round:
+    pairing within a round cancels most of the machine's drift between rounds."""
+    changes = sorted(v / b - 1.0 for v, b in zip(values, base, strict=True))
+    return f"{statistics.median(changes):+.1%} ({changes[0]:+.0%} to {changes[-1]:+.0%})"
+
+
 def table(results: dict[str, list[tuple[float, float]]]) -> str:
-    """Medians over rounds; changes relative to the unprobed subject."""
-    rate0 = statistics.median(r for r, _ in results["none"])
-    cpu0 = statistics.median(c for _, c in results["none"])
-    lines = ["| probes | responses/s (median) | min | max | change | CPU us/request (median) "
-             "| change |", "|---|---:|---:|---:|---:|---:|---:|"]
+    """Medians over rounds, and per-round paired changes relative to the unprobed subject."""
+    rates0 = [r for r, _ in results["none"]]
+    cpus0 = [c for _, c in results["none"]]
+    lines = ["| probes | responses/s (median) | change, paired (range) | CPU us/request (median) "
+             "| change, paired (range) |", "|---|---:|---:|---:|---:|"]
     for name, values in results.items():
-        rates = [r for r, _ in values]
-        rate, cpu = statistics.median(rates), statistics.median(c for _, c in values)
-        change = "" if name == "none" else f"{(rate - rate0) / rate0:+.1%}"
-        cpu_change = "" if name == "none" else f"{(cpu - cpu0) / cpu0:+.1%}"
-        lines.append(f"| {name} | {rate:.0f} | {min(rates):.0f} | {max(rates):.0f} | {change} "
-                     f"| {cpu:.0f} | {cpu_change} |")
+        rates, cpus = [r for r, _ in values], [c for _, c in values]
+        rate_change = "" if name == "none" else _paired(rates, rates0)
+        cpu_change = "" if name == "none" else _paired(cpus, cpus0)
+        lines.append(f"| {name} | {statistics.median(rates):.0f} | {rate_change} "
+                     f"| {statistics.median(cpus):.0f} | {cpu_change} |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=11)
+    parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--subject", choices=("auto", "peer", "app"), default="auto")

@@ -217,6 +217,7 @@ def where(key: Any) -> str:
 
 class _CursorProbe:
     """Mixed in before a sqlite3.Cursor class: times statements and fetches."""
+
     _probe_statement = UNKNOWN
     _probe_iter_time = 0.0
     _probe_iter_rows = 0
