@@ -193,3 +193,15 @@ def test_unmodified_aiohttp_app_per_statement_calls_rows_and_callers(tmp_path) -
     assert metrics["query_rows_per_request"] == pytest.approx((4 + 21 + 2) / requests)
     assert probes["loop_lag"]["kind"] == "asyncio"
     assert metrics["loop_lag_max"] >= 0.2  # the /block request held the loop for 0.3 s
+
+
+def test_errors_reach_the_caller_unchanged_and_are_still_timed(probed) -> None:
+    db = sqlite3.connect(":memory:")
+    with pytest.raises(sqlite3.OperationalError, match="no such table: missing"):
+        db.execute("SELECT * FROM missing WHERE id = 1")
+    cursor = db.cursor()
+    cursor.close()
+    with pytest.raises(sqlite3.ProgrammingError):
+        cursor.execute("SELECT 1")
+    rows = _rows(probed.snapshot(), "SELECT * FROM missing WHERE id = ?")
+    assert rows["execute"]["calls"] == 1

@@ -232,9 +232,12 @@ class _CursorProbe:
             return method(sql, *args)
         finally:
             elapsed = _perf() - start
-            rows = self.rowcount  # type: ignore[attr-defined]
-            STATS.record(statement, operation, elapsed, rows if rows > 0 else 0,
-                         caller(sys._getframe(2)))
+            try:  # never let the probe replace the subject's own result or exception
+                rows = self.rowcount  # type: ignore[attr-defined]
+                STATS.record(statement, operation, elapsed, rows if rows > 0 else 0,
+                             caller(sys._getframe(2)))
+            except Exception:
+                pass
 
     def execute(self, sql, *args):
         return self._probe_run("execute", super().execute, sql, args)
@@ -246,8 +249,11 @@ class _CursorProbe:
         return self._probe_run("executescript", super().executescript, sql, args)
 
     def _probe_fetch(self, operation: str, result: Any, elapsed: float) -> Any:
-        rows = (0 if result is None else 1) if operation == "fetchone" else len(result)
-        STATS.record(self._probe_statement, operation, elapsed, rows, caller(sys._getframe(2)))
+        try:
+            rows = (0 if result is None else 1) if operation == "fetchone" else len(result)
+            STATS.record(self._probe_statement, operation, elapsed, rows, caller(sys._getframe(2)))
+        except Exception:
+            pass
         return result
 
     def fetchone(self):
@@ -334,7 +340,11 @@ class _ConnectionProbe:
         try:
             return method(*args)
         finally:
-            STATS.record(operation.upper(), operation, _perf() - start, 0, caller(sys._getframe(2)))
+            try:
+                elapsed = _perf() - start
+                STATS.record(operation.upper(), operation, elapsed, 0, caller(sys._getframe(2)))
+            except Exception:
+                pass
 
     def commit(self):
         return self._probe_end("commit", super().commit)
