@@ -9,10 +9,12 @@ from __future__ import annotations
 import importlib.abc
 import sys
 import threading
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-Hook = Callable[[Any], None]
+if TYPE_CHECKING:  # annotations only: subjects may run Pythons older than the harness
+    from collections.abc import Callable
+
+    Hook = Callable[[Any], None]
 
 
 class _HookedLoader(importlib.abc.Loader):

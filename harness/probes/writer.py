@@ -14,15 +14,17 @@ import signal
 import sys
 import tempfile
 import threading
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:  # annotations only: subjects may run Pythons older than the harness
+    from typing import Protocol
 
-class Source(Protocol):
-    """A probe's aggregate: a JSON snapshot (None while empty), and a reset for forked children."""
+    class Source(Protocol):
+        """A probe's aggregate: a JSON snapshot (None while empty), a reset for forked children."""
 
-    def snapshot(self) -> Any: ...
+        def snapshot(self) -> Any: ...
 
-    def reset(self) -> None: ...
+        def reset(self) -> None: ...
 
 
 def write_json_atomic(path: str, value: Any) -> None:
