@@ -11,25 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from harness.probes.sqlite import TOP_CALLERS
+from harness.probes.sqlite import empty_totals as _empty
+from harness.probes.sqlite import merge_totals as _add
 from harness.results import Results
-
-TOP_CALLERS = 5
-TOTALS = ("calls", "total", "max", "min", "rows")
-
-
-def _empty() -> dict[str, Any]:
-    return {"calls": 0, "total": 0.0, "max": 0.0, "min": 0.0, "rows": 0}
-
-
-def _add(into: dict[str, Any], other: dict[str, Any]) -> None:
-    calls = int(other.get("calls", 0))
-    if calls:
-        low = float(other.get("min", 0.0))
-        into["min"] = low if not into["calls"] else min(into["min"], low)
-    into["max"] = max(into["max"], float(other.get("max", 0.0)))
-    into["calls"] += calls
-    into["total"] += float(other.get("total", 0.0))
-    into["rows"] += int(other.get("rows", 0))
 
 
 def _top(callers: dict[str, list[float]], limit: int = TOP_CALLERS) -> list[dict[str, Any]]:

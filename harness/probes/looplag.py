@@ -33,8 +33,9 @@ class LagRecorder:
                 samples.append(lateness if lateness > 0.0 else 0.0)
 
     def reset(self) -> None:
-        with self._lock:
-            self._samples = {}
+        """Start from zero with a new lock (after fork the old one may be held)."""
+        self._lock = threading.RLock()
+        self._samples = {}
 
     def snapshot(self) -> dict[str, Any] | None:
         """Round.probes["loop_lag"]: the main thread's busiest loop (else any loop's), or None.

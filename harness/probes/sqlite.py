@@ -112,8 +112,10 @@ class QueryStats:
                 known[1] += elapsed
 
     def reset(self) -> None:
-        with self._lock:
-            self._tallies = {}
+        """Start from zero with a new lock (after fork, the old one may be held by a thread the
+        child does not have)."""
+        self._lock = threading.RLock()
+        self._tallies = {}
 
     def snapshot(self) -> dict[str, Any]:
         """The data shape of Round.probes["sqlite"] (see harness/probes/__init__.py)."""
