@@ -14,7 +14,11 @@ Contract with the runner (harness.runner) and the report (harness.report):
       probes["loop_lag"] = {"kind": "asyncio" | "twisted", "interval": 0.1,
                             "samples": [lateness in seconds, ...]}
 
-  Times are seconds; "avg" is derived (total / calls) where shown.
+  Times are seconds; "avg" is derived (total / calls) where shown. Operations are execute,
+  executemany, executescript (queries), fetchone, fetchall, fetchmany, iterate (one pass of a
+  `for row in cursor` loop), commit and rollback (statements "COMMIT" / "ROLLBACK").
+  probes["warnings"] = [sentences] when injection failed or a probe could not install or write:
+  the runner copies them into Round.warnings.
 * `probe_metrics(probes, requests)` turns that into summary metrics (queries_per_request, ...).
 * `breakdown_details(baseline, candidate)` returns `Comparison.details` entries:
 
@@ -26,39 +30,17 @@ Contract with the runner (harness.runner) and the report (harness.report):
                        "top_caller"}], ranked by |total_change| then |calls_change|,
           "caller_changes": [{"where", "baseline_total", "candidate_total", "total_change",
                               "baseline_calls", "candidate_calls", "calls_change"}], ranked,
+          "baseline_rounds": n, "candidate_rounds": n,  # rounds with query data per side
       }
+      details["loop_lag"] = {"baseline": {"kind", "interval", "samples"} | None, "candidate": ...}
+
+  Breakdown rows also carry "avg" (total / calls), the thesis' Table 6.4/6.5 column.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from harness.probes.breakdown import breakdown_details
+from harness.probes.inject import collect_probe_data, probe_environment
+from harness.probes.summary import probe_metrics
 
-from harness.experiment import Probes
-from harness.results import Results
-
-
-def probe_environment(
-    probes: Probes, *, data_dir: Path, base_env: dict[str, str], is_python: bool
-) -> tuple[dict[str, str], list[str]]:
-    """The subject's environment with probes injected, and warnings (placeholder)."""
-    del probes, data_dir, is_python
-    return dict(base_env), []
-
-
-def collect_probe_data(data_dir: Path) -> dict[str, Any]:
-    """What the probes wrote under `data_dir`, as JSON for Round.probes (placeholder)."""
-    del data_dir
-    return {}
-
-
-def probe_metrics(probes: dict[str, Any], requests: int) -> dict[str, float | None]:
-    """Summary metrics from one round's probe data (placeholder)."""
-    del probes, requests
-    return {}
-
-
-def breakdown_details(baseline: Results, candidate: Results) -> dict[str, Any]:
-    """Comparison.details entries from the probes' data (placeholder)."""
-    del baseline, candidate
-    return {}
+__all__ = ["breakdown_details", "collect_probe_data", "probe_environment", "probe_metrics"]

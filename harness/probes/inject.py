@@ -1,0 +1,101 @@
+"""Injection of the probes into a subject's environment, and collection of what they wrote."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from harness.experiment import Probes
+from harness.files import atomic_write_json
+from harness.probes import agent
+from harness.probes.breakdown import merge_sqlite
+
+BOOT_DIR = Path(__file__).resolve().parent / "boot"
+EXPECTED = "expected.json"  # written by probe_environment: which probes the subject should run
+WRITTEN = ("hook-*.json", "sqlite-*.json", "loop_lag-*.json", "warnings-*.json")  # per process
+
+
+def enabled(probes: Probes) -> list[str]:
+    """Names of the in-process probes an experiment enables (resources are sampled from outside)."""
+    return [name for name, on in (("sqlite", probes.sqlite), ("loop_lag", probes.loop_lag)) if on]
+
+
+def probe_environment(
+    probes: Probes, *, data_dir: Path, base_env: dict[str, str], is_python: bool
+) -> tuple[dict[str, str], list[str]]:
+    """The subject's environment with the startup hook first on PYTHONPATH, and warnings."""
+    env = dict(base_env)
+    names = enabled(probes)
+    if not names:
+        return env, []
+    if not is_python:
+        return env, [
+            f"probes {', '.join(names)} need a Python subject, and the subject command does not "
+            f"start a Python interpreter, so it runs unprobed; set `python = true` under "
+            f"[subject] if it is one, or switch these probes off."
+        ]
+    data_dir = Path(data_dir).resolve()
+    for pattern in WRITTEN:  # a reused directory must not mix an earlier start's data in
+        for stale in data_dir.glob(pattern):
+            stale.unlink()
+    atomic_write_json(data_dir / EXPECTED, {"probes": names})
+    path = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = str(BOOT_DIR) + (os.pathsep + path if path else "")
+    env[agent.ENV_PROBES] = ",".join(names)
+    env[agent.ENV_DIR] = str(data_dir)
+    env[agent.ENV_LOOP_LAG_INTERVAL] = repr(float(probes.loop_lag_interval))
+    env[agent.ENV_FLUSH_INTERVAL] = repr(float(probes.flush_interval))
+    return env, []
+
+
+def _read(path: Path, warnings: list[str]) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        warnings.append(f"{path}: probe data cannot be read ({exc}); it is left out.")
+        return None
+
+
+def _busiest(parts: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The loop-lag data of the process whose loop ran longest (the server, not a helper)."""
+    parts = [p for p in parts if isinstance(p, dict) and p.get("samples")]
+    return max(parts, key=lambda p: len(p["samples"])) if parts else None
+
+
+def collect_probe_data(data_dir: Path) -> dict[str, Any]:
+    """What the probes wrote under `data_dir`, merged over the subject's processes.
+
+    Keys: "sqlite" and "loop_lag" (shapes in harness/probes/__init__.py) when there is data, and
+    "warnings" (a list of sentences for Round.warnings) when something went wrong, including the
+    case where probes were enabled but no process loaded them.
+    """
+    data_dir = Path(data_dir)
+    warnings: list[str] = []
+    out: dict[str, Any] = {}
+    expected = _read(data_dir / EXPECTED, warnings) if (data_dir / EXPECTED).exists() else None
+    names = list(expected.get("probes", [])) if isinstance(expected, dict) else []
+    if names and not any(data_dir.glob("hook-*.json")):
+        warnings.append(
+            f"probes {', '.join(names)} were enabled but no Python process of the subject loaded "
+            f"them (it may not be Python, or it ignores PYTHONPATH, e.g. `python -I` or `-E`), "
+            f"so it ran unprobed."
+        )
+    for path in sorted(data_dir.glob("warnings-*.json")):
+        found = _read(path, warnings)
+        warnings.extend(f"probe: {w}" for w in (found or []) if f"probe: {w}" not in warnings)
+    sqlite = merge_sqlite(_read(p, warnings) for p in sorted(data_dir.glob("sqlite-*.json")))
+    if sqlite is not None:
+        out["sqlite"] = sqlite
+    lag = _busiest([_read(p, warnings) for p in sorted(data_dir.glob("loop_lag-*.json"))])
+    if lag is not None:
+        out["loop_lag"] = lag
+    elif "loop_lag" in names and any(data_dir.glob("hook-*.json")):
+        warnings.append(
+            "loop_lag: no event loop was seen running (the probe follows asyncio's standard "
+            "loops and the Twisted reactor; uvloop and other loops are not measured)."
+        )
+    if warnings:
+        out["warnings"] = warnings
+    return out
