@@ -376,6 +376,8 @@ def run_round(
     rounds = []
     for instance in group.instances:
         probes = group.probe_data(instance)
+        # injection and probe failures are the round's warnings, recorded in results.json
+        probe_warnings = tuple(w for w in probes.pop("warnings", ()) if w not in warnings)
         loaded = window.load is not None and instance.number == window.load_instance
         log = RequestLog()
         if loaded and window.load is not None:
@@ -387,7 +389,7 @@ def run_round(
             requests=log, resources=series, probes=probes,
             summary=_summary(log, window.load if loaded else None, series, probes,
                              window.duration),
-            warnings=warnings,
+            warnings=warnings + probe_warnings,
         ))
         shutil.rmtree(instance.state_dir, ignore_errors=True)  # can be large; logs stay
     return rounds
