@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import shutil
 import site
 import subprocess
@@ -65,50 +64,56 @@ def default_baseline_ref(root: Path) -> str:
     return "HEAD"
 
 
-def _dependency_path_file(env_dir: Path) -> None:
+def _purelib(env_dir: Path) -> Path:
+    out = subprocess.run(
+        [str(_env_python(env_dir)), "-c",
+         "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout.strip()
+    return Path(out)
+
+
+def _dependency_path_file(purelib: Path) -> None:
     """Let the new environment fall back on the harness' own site-packages for dependencies.
 
     The baseline's own install comes first on sys.path; the .pth line appends the current
     interpreter's site-packages after it, so a baseline needs no network to find aiohttp & co.
     """
-    purelib = subprocess.run(
-        [str(_env_python(env_dir)), "-c",
-         "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True, text=True, check=True, timeout=60,
-    ).stdout.strip()
     paths = [p for p in site.getsitepackages() + [site.getusersitepackages()] if Path(p).is_dir()]
-    (Path(purelib) / "zz_harness_fallback.pth").write_text("\n".join(paths) + "\n")
+    (purelib / "zz_harness_fallback.pth").write_text("\n".join(paths) + "\n")
 
 
 def _env_python(env_dir: Path) -> Path:
     return env_dir / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
 
 
-def _install(env_dir: Path, source: Path) -> None:
-    if not ((source / "pyproject.toml").exists() or (source / "setup.py").exists()):
-        return
-    proc = subprocess.run(
-        [str(_env_python(env_dir)), "-m", "pip", "install", "--quiet", "--no-deps",
-         "--no-build-isolation", "--disable-pip-version-check", str(source)],
-        capture_output=True, text=True, timeout=600, check=False,
+def _source_path_file(env_dir: Path, purelib: Path, source: Path) -> None:
+    """Put the baseline's source on its environment's path, as an editable install would.
+
+    A .pth line (no build step, so no network and no build backend needed) names the checkout,
+    or its src/ folder for a src layout. Its name sorts before the dependency fallback, so the
+    baseline's own code always wins over the candidate's.
+    """
+    roots = [source / "src"] if (source / "src").is_dir() else []
+    (purelib / "aa_harness_baseline.pth").write_text(
+        "\n".join(str(p) for p in [*roots, source]) + "\n"
     )
-    if proc.returncode != 0:
-        raise HarnessError(
-            f"installing the baseline from {source} failed:\n{proc.stderr.strip()[-2000:]}\n"
-            f"Fix the baseline's packaging or compare against a results file (--baseline FILE)."
-        )
 
 
 def baseline_environment(cache: Path, source: Path, commit: str) -> str:
-    """A virtual environment with the baseline installed, reused when the commit is the same."""
+    """A virtual environment of the baseline's own, rebuilt for every checkout.
+
+    The environment is keyed by commit and Python, and only used once complete (a marker file);
+    the source path inside it is rewritten for each checkout since worktrees are temporary.
+    """
     env_dir = cache / "envs" / hashlib.sha256(f"{commit}|{sys.version}".encode()).hexdigest()[:16]
     marker = env_dir / ".harness-ready"
     if not marker.exists():
         shutil.rmtree(env_dir, ignore_errors=True)
-        venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
-        _dependency_path_file(env_dir)
-        _install(env_dir, source)
+        venv.EnvBuilder(with_pip=False, clear=True).create(env_dir)
+        _dependency_path_file(_purelib(env_dir))
         marker.write_text(commit + "\n")
+    _source_path_file(env_dir, _purelib(env_dir), source)
     return str(_env_python(env_dir))
 
 
@@ -126,12 +131,7 @@ def baseline_checkout(root: Path, ref: str, *, cache: Path | None = None) -> Ite
     tree = tmp / "tree"
     _git(["worktree", "add", "--detach", "--force", str(tree), commit], root)
     try:
-        python = (
-            baseline_environment(cache, tree, commit)
-            if os.environ.get("PERF_BASELINE_SAME_ENV") != "1"
-            else sys.executable
-        )
-        yield Checkout(root=tree, commit=commit, python=python)
+        yield Checkout(root=tree, commit=commit, python=baseline_environment(cache, tree, commit))
     finally:
         _git(["worktree", "remove", "--force", str(tree)], root, check=False)
         shutil.rmtree(tmp, ignore_errors=True)
