@@ -252,7 +252,8 @@ class _Runner:
         log_path = run_dir / "subject.log"
         with open(log_path, "wb") as log:
             process = subprocess.Popen(  # pylint: disable=consider-using-with
-                valgrind.command(self.tier.tool, out_file, argv), cwd=self.cwd,
+                valgrind.command(self.tier.tool, out_file, argv,
+                                 log_file=run_dir / "valgrind.log.%p"), cwd=self.cwd,
                 env=self.env(values), stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, **_new_group())
         try:
@@ -267,7 +268,7 @@ class _Runner:
         ready = self.subject.ready
         timeout = max(120.0, ready.timeout * 10)  # valgrind starts a Python subject 40-100x slower
         deadline = time.monotonic() + timeout
-        pattern = re.compile(ready.log) if ready.log else None
+        pattern = re.compile(ready.log, re.MULTILINE) if ready.log else None
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise SubjectError(f"the subject exited with {process.returncode} under valgrind "

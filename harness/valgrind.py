@@ -51,9 +51,12 @@ def unavailable_reason(platform: str | None = None) -> str | None:
     return None
 
 
-def command(tool: str, out_file: Path, argv: Iterable[str]) -> list[str]:
+def command(tool: str, out_file: Path, argv: Iterable[str],
+            log_file: Path | None = None) -> list[str]:
     """The command line that runs `argv` under `tool`, writing counts to `out_file`.
 
+    `log_file` takes valgrind's own messages, so the subject's output (and a readiness line in it)
+    stays as it would be without valgrind.
     `out_file` may contain `%p` (the process id) so that children followed through exec or fork
     write their own files; `read_profiles` sums them.
     """
@@ -65,7 +68,8 @@ def command(tool: str, out_file: Path, argv: Iterable[str]) -> list[str]:
         options = ["--tool=callgrind", f"--callgrind-out-file={out_file}"]
     # --trace-children: a wrapper script (a pyenv shim, a launcher) execs the real program, whose
     # instructions are the ones that matter.
-    return ["valgrind", "--quiet", "--trace-children=yes", *options, *argv]
+    logging = [] if log_file is None else [f"--log-file={log_file}"]
+    return ["valgrind", "--quiet", "--trace-children=yes", *logging, *options, *argv]
 
 
 def parse(text: str, source: str = "<valgrind output>") -> Profile:

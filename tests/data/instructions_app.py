@@ -47,7 +47,8 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     server = http.server.HTTPServer(("127.0.0.1", args.port), Handler)
     print("ready", flush=True)
-    server.serve_forever()
+    # A long poll interval: no idle wake-ups whose number would depend on how long a run lasts.
+    server.serve_forever(poll_interval=3600)
 
 
 if __name__ == "__main__":
