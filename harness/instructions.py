@@ -8,7 +8,9 @@ file. One more run with 0 requests gives start-up and idle cost, and
 
     instructions per request = (I_N - I_0) / N
 
-so both cancel. Only one instance is started (the workload's target, with `{peers}` empty):
+so both cancel. Both runs first send WARMUP requests to the endpoint (and one readiness request
+when readiness is checked over HTTP), so first-request costs such as lazy imports cancel too and
+the result is the steady-state cost of a request. Only one instance is started (the workload's target, with `{peers}` empty):
 traffic from other peers would add work that depends on timing.
 
 `run_instruction_tier` returns the JSON-able dict stored as `Results.instructions`:
@@ -54,6 +56,9 @@ from harness.errors import ConfigError, SubjectError
 from harness.experiment import Endpoint, Experiment
 
 TOP_FUNCTIONS = 50
+# Requests sent to the endpoint in both runs before the counted ones: the first request pays for
+# lazy imports and cold caches, which would otherwise be charged to the N requests only.
+WARMUP = 1
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _POLL = 0.2  # seconds between readiness checks
 
@@ -86,8 +91,8 @@ def run_instruction_tier(experiment: Experiment, *, work_dir: Path, project_root
     runner = _Runner(experiment, work_dir, Path(project_root), _real_python(python),
                      dict(variables or {}))
     runner.seed()
-    idle = runner.measure(None, 0)
     for endpoint in experiment.workload.endpoints:
+        idle = runner.measure(endpoint, 0)
         busy = runner.measure(endpoint, tier.requests)
         result["endpoints"][endpoint.name] = {
             "per_request": (busy.total - idle.total) / tier.requests,
@@ -237,8 +242,8 @@ class _Runner:
                 raise SubjectError(f"{where}: {' '.join(argv)} exited with {done.returncode}: "
                                    f"{done.stderr[-2000:]}")
 
-    def measure(self, endpoint: Endpoint | None, requests: int) -> valgrind.Profile:
-        """One fresh start under valgrind, `requests` requests to `endpoint`, then a clean stop."""
+    def measure(self, endpoint: Endpoint, requests: int) -> valgrind.Profile:
+        """One fresh start under valgrind, WARMUP + `requests` requests to `endpoint`, a clean stop."""
         self.runs += 1
         self.non_2xx = 0
         run_dir = self.work_dir / f"run-{self.runs:03d}"  # same length for every run
@@ -258,10 +263,10 @@ class _Runner:
                 stdin=subprocess.DEVNULL, **_new_group())
         try:
             self._wait_ready(process, port, log_path)
-            if endpoint is not None:
-                self._drive(endpoint, port, requests)
+            _check_listening(process, port)
+            self._drive(endpoint, port, WARMUP + requests)
         finally:
-            _stop(process, self.subject.stop_timeout * self.slowdown)
+            _stop(process, max(60.0, self.subject.stop_timeout * 6))
         return valgrind.read_profiles(run_dir.glob(f"{self.tier.tool}.out.*"))
 
     def _wait_ready(self, process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
@@ -319,6 +324,21 @@ def _http_ok(port: int, path: str, timeout: float) -> bool:
         conn.close()
 
 
+def _check_listening(process: subprocess.Popen[bytes], port: int) -> None:
+    """Make sure the server that answered is ours: another program may have taken the port
+    between choosing it and the subject binding it."""
+    try:
+        members = [psutil.Process(process.pid), *psutil.Process(process.pid).children(True)]
+        ports = {conn.laddr.port for member in members
+                 for conn in member.net_connections(kind="tcp")
+                 if conn.status == psutil.CONN_LISTEN}
+    except (psutil.Error, OSError):
+        return  # cannot tell on this platform; the counts will show an absent subject anyway
+    if port not in ports:
+        raise SubjectError(f"the subject is not listening on port {port} although the readiness "
+                           "check succeeded; another program took the port; run again")
+
+
 def _new_group() -> dict[str, Any]:
     if sys.platform == "win32":
         return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
@@ -337,14 +357,16 @@ def _stop(process: subprocess.Popen[bytes], timeout: float) -> None:
     except psutil.NoSuchProcess:
         tree = []
     for member in tree:
-        try:
-            if sys.platform == "win32":
-                member.send_signal(signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]
-            else:
-                member.send_signal(signal.SIGTERM)
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(tree, timeout=timeout)
+        _terminate(member)
+    # Repeated: valgrind delivers a signal when the subject next enters a system call, so one that
+    # arrives just before a blocking select() runs the handler and then blocks anyway (asyncio is
+    # immune: its handler writes to a wake-up pipe). The next signal interrupts the select().
+    deadline = time.monotonic() + timeout
+    alive = tree
+    while alive and time.monotonic() < deadline:
+        _, alive = psutil.wait_procs(alive, timeout=min(2.0, max(deadline - time.monotonic(), 0)))
+        for member in alive:
+            _terminate(member)
     for member in alive:
         try:
             member.kill()
@@ -354,6 +376,16 @@ def _stop(process: subprocess.Popen[bytes], timeout: float) -> None:
     if alive:
         raise SubjectError(f"the subject did not exit within {timeout:.0f} s of SIGTERM under "
                            "valgrind and was killed, so no instruction counts were written")
+
+
+def _terminate(member: psutil.Process) -> None:
+    try:
+        if sys.platform == "win32":
+            member.send_signal(signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]
+        else:
+            member.send_signal(signal.SIGTERM)
+    except psutil.NoSuchProcess:
+        pass
 
 
 def _tail(path: Path, size: int = 2000) -> str:

@@ -97,7 +97,7 @@ def test_extra_work_per_request_raises_instructions_and_no_change_does_not(tmp_p
                                                  project_root=ROOT, python=sys.executable)
 
     baseline = run("a", make_experiment("0"))
-    same = run("b", make_experiment("0", ready=Readiness(http=None, log="^ready")))
+    same = run("b", make_experiment("0"))
     slower = run("c", make_experiment("50"))  # about 2% more instructions per request
     work = baseline["endpoints"]["work"]
     assert work["non_2xx"] == 0 and work["total_n"] > work["total_0"] > 0
@@ -107,3 +107,16 @@ def test_extra_work_per_request_raises_instructions_and_no_change_does_not(tmp_p
     top = instructions.function_changes(baseline, slower, top=5)
     assert top[0]["change"] > 0  # the function that got more expensive leads the list
     assert (tmp_path / "a" / "instructions" / "run-002" / "state" / "seed.txt").read_text() == "seeded"
+
+
+@needs_valgrind
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_readiness_from_a_log_line_needs_no_request(tmp_path: Path) -> None:
+    experiment = make_experiment(ready=Readiness(http=None, log="^ready$"), requests=3)
+    result = instructions.run_instruction_tier(experiment, work_dir=tmp_path, project_root=ROOT,
+                                               python=sys.executable)
+    work = result["endpoints"]["work"]
+    assert work["non_2xx"] == 0 and work["per_request"] > 0
+    assert result["functions"]["work"][0]["ir_n"] > result["functions"]["work"][0]["ir_0"]
