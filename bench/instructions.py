@@ -1,4 +1,4 @@
-"""Detection power of the instruction tier: 1% more CPU per /channels request is flagged, no change is not.
+"""Detection power of the instruction tier: +1% CPU per /channels request is flagged, none is not.
 
 Copies the reference subject (`subjects/`) into three trees: the baseline as committed, an
 identical copy (the no-change candidate) and one with `tuning.CHANNELS_EXTRA_WORK` raised so that a
@@ -80,7 +80,8 @@ def copy_subject(source: Path, dest: Path, extra_work: int) -> Path:
 
 
 def calibrate(tree: Path, channels: int, requests: int = 200) -> dict:
-    """Native CPU seconds per /channels request and per extra-work iteration -> iterations for 1%."""
+    """Native CPU seconds per /channels request and per extra-work iteration, and so the
+    iterations that add 1%."""
     state = Path(tempfile.mkdtemp(prefix="bench-instr-state-"))
     try:
         subprocess.run([sys.executable, "-m", "subjects.peer", "seed", "--state-dir", str(state),
@@ -160,7 +161,8 @@ def main() -> None:
     parser.add_argument("--tool", choices=("cachegrind", "callgrind"), default="cachegrind")
     parser.add_argument("--threshold", type=float, default=0.01)
     parser.add_argument("--extra-work", type=int, default=None,
-                        help="CHANNELS_EXTRA_WORK of the slower candidate (default: calibrated 1%%)")
+                        help="CHANNELS_EXTRA_WORK of the slower candidate "
+                             "(default: calibrated to 1%% native CPU)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-instructions-"))

@@ -10,8 +10,8 @@ file. One more run with 0 requests gives start-up and idle cost, and
 
 so both cancel. Both runs first send WARMUP requests to the endpoint (and one readiness request
 when readiness is checked over HTTP), so first-request costs such as lazy imports cancel too and
-the result is the steady-state cost of a request. Only one instance is started (the workload's target, with `{peers}` empty):
-traffic from other peers would add work that depends on timing.
+the result is the steady-state cost of a request. Only one instance is started (the workload's
+target, with `{peers}` empty): traffic from other peers would add work that depends on timing.
 
 `run_instruction_tier` returns the JSON-able dict stored as `Results.instructions`:
 
@@ -234,8 +234,9 @@ class _Runner:
             where = f"{self.experiment.path}: subject.setup[{index}]"
             argv = [_expand(part, values, where) for part in setup.command]
             try:
-                done = subprocess.run(argv, cwd=self.cwd, env=self.env(values), timeout=setup.timeout,
-                                      capture_output=True, text=True, check=False)
+                done = subprocess.run(argv, cwd=self.cwd, env=self.env(values),
+                                      timeout=setup.timeout, capture_output=True, text=True,
+                                      check=False)
             except (OSError, subprocess.TimeoutExpired) as exc:
                 raise SubjectError(f"{where}: {' '.join(argv)} failed: {exc}") from exc
             if done.returncode != 0:
@@ -243,7 +244,7 @@ class _Runner:
                                    f"{done.stderr[-2000:]}")
 
     def measure(self, endpoint: Endpoint, requests: int) -> valgrind.Profile:
-        """One fresh start under valgrind, WARMUP + `requests` requests to `endpoint`, a clean stop."""
+        """A fresh start under valgrind, WARMUP + `requests` requests to `endpoint`, clean stop."""
         self.runs += 1
         self.non_2xx = 0
         run_dir = self.work_dir / f"run-{self.runs:03d}"  # same length for every run

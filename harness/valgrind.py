@@ -1,4 +1,4 @@
-"""Valgrind: where it runs, the command line that wraps a subject, and its cachegrind/callgrind files.
+"""Valgrind: where it runs, the command that wraps a subject, and its cachegrind/callgrind files.
 
 Only the instruction event `Ir` is read. Both tools write text files made of `fl=` (file) and
 `fn=` (function) records followed by cost lines (`position... cost...`); callgrind adds name
@@ -29,6 +29,8 @@ SLOWDOWN = {"cachegrind": 40.0, "callgrind": 100.0}
 
 _COMPRESSED = re.compile(r"^\((\d+)\)(?:\s+(.*))?$")
 _SELF_COST_START = re.compile(r"^[0-9+\-*]")
+_NAME_KEYS = ("fl", "fn", "fi", "fe", "ob", "cfl", "cfi", "cfn", "cob", "jump", "jcnd")
+_SHARED_IDS = {"cfn": "fn", "cfi": "fl", "cfl": "fl", "fi": "fl", "fe": "fl", "cob": "ob"}
 _RECURSION_SUFFIX = re.compile(r"'\d+$")  # callgrind's fn'2 = the same function, deeper recursion
 
 
@@ -77,7 +79,7 @@ def parse(text: str, source: str = "<valgrind output>") -> Profile:
     events: list[str] | None = None
     positions = 1
     names: dict[tuple[str, str], str] = {}
-    current = {"fl": "???", "fn": "???"}
+    current = {"fl": "???", "fn": "???", "ob": "???"}
     functions: dict[str, int] = defaultdict(int)
     total: int | None = None
     skip_next_cost = False
@@ -93,12 +95,14 @@ def parse(text: str, source: str = "<valgrind output>") -> Profile:
                 raise ResultsFormatError(f"{source}:{number}: cost line before an `events:` line")
             ir = _ir_of(line, positions, events, source, number)
             if ir:
-                functions[f"{current['fl']}:{current['fn']}"] += ir
+                # Without debug information the file is ???; callgrind still names the object.
+                where = current["ob"] if current["fl"] == "???" else current["fl"]
+                functions[f"{where}:{current['fn']}"] += ir
             continue
         key, sep, value = line.partition("=")
-        if sep and key in ("fl", "fn", "fi", "fe", "ob", "cfl", "cfi", "cfn", "cob", "jump", "jcnd"):
+        if sep and key in _NAME_KEYS:
             name = _resolve(names, key, value.strip())
-            if key in ("fl", "fn"):
+            if key in ("fl", "fn", "ob"):
                 current[key] = _RECURSION_SUFFIX.sub("", name) if key == "fn" else name
                 if key == "fl":
                     current["fn"] = "???"
@@ -126,8 +130,8 @@ def parse(text: str, source: str = "<valgrind output>") -> Profile:
 
 
 def _resolve(names: dict[tuple[str, str], str], key: str, value: str) -> str:
-    """Undo callgrind's name compression; `cfn` shares ids with `fn`, `cfi`/`cfl`/`fi`/`fe` with `fl`."""
-    kind = {"cfn": "fn", "cfi": "fl", "cfl": "fl", "fi": "fl", "fe": "fl", "cob": "ob"}.get(key, key)
+    """Undo callgrind's name compression (`cfn` shares ids with `fn`, `cfi` etc. with `fl`)."""
+    kind = _SHARED_IDS.get(key, key)
     match = _COMPRESSED.match(value)
     if match is None:
         return value

@@ -1,4 +1,4 @@
-"""Tests of harness.instructions: the tier's result shape, function changes, and real valgrind runs."""
+"""Tests of harness.instructions: result shape, function changes, and real runs under valgrind."""
 
 from __future__ import annotations
 
@@ -37,9 +37,9 @@ def make_experiment(extra_work: str = "0", *, ready: Readiness | None = None,
         ready=ready or Readiness(http="/health"),
     )
     load = Workload(endpoints=(Endpoint(path="/work", name="work"),), rates=(1.0,))
-    return Experiment(name="tiny", path="tiny.toml", sha256="0" * 64, description="", subject=subject,
-                      workload=load if workload else None, probes=Probes(), rounds=Rounds(),
-                      metrics={}, variables={"extra": extra_work},
+    return Experiment(name="tiny", path="tiny.toml", sha256="0" * 64, description="",
+                      subject=subject, workload=load if workload else None, probes=Probes(),
+                      rounds=Rounds(), metrics={}, variables={"extra": extra_work},
                       instructions=InstructionTier(enabled=True, requests=requests))
 
 
@@ -106,7 +106,8 @@ def test_extra_work_per_request_raises_instructions_and_no_change_does_not(tmp_p
     assert change["flagged"] and change["change"] > 0.01
     top = instructions.function_changes(baseline, slower, top=5)
     assert top[0]["change"] > 0  # the function that got more expensive leads the list
-    assert (tmp_path / "a" / "instructions" / "run-002" / "state" / "seed.txt").read_text() == "seeded"
+    state = tmp_path / "a" / "instructions" / "run-002" / "state"
+    assert (state / "seed.txt").read_text() == "seeded"  # a fresh copy of the seeded state
 
 
 @needs_valgrind
