@@ -1,0 +1,394 @@
+"""The instruction-count tier: instructions per request under valgrind, exact enough to gate on 1%.
+
+For each endpoint the subject is started under valgrind (harness.valgrind) with PYTHONHASHSEED=0,
+bytecode writing off and a fresh copy of a state directory seeded once by the setup commands, so
+every run starts from identical bytes. It is sent a fixed closed-loop sequence of N requests
+(sequential, blocking; timing does not matter) and stopped with SIGTERM so valgrind writes its
+file. One more run with 0 requests gives start-up and idle cost, and
+
+    instructions per request = (I_N - I_0) / N
+
+so both cancel. Both runs first send WARMUP requests to the endpoint (and one readiness request
+when readiness is checked over HTTP), so first-request costs such as lazy imports cancel too and
+the result is the steady-state cost of a request. Only one instance is started (the workload's
+target, with `{peers}` empty): traffic from other peers would add work that depends on timing.
+
+`run_instruction_tier` returns the JSON-able dict stored as `Results.instructions`:
+
+    {
+      "tool": "cachegrind" | "callgrind",
+      "requests": N,
+      "min_change": 0.01,                  # the experiment's relative threshold
+      "available": true,                   # false (with "reason") where valgrind cannot run
+      "reason": null,
+      "wall_time": 41.3,                   # seconds the tier took
+      "endpoints": {"channels": {"per_request": 1234567.9, "total_n": int, "total_0": int,
+                                 "non_2xx": 0}},
+      "functions": {"channels": [{"function": "Objects/dictobject.c:_Py_dict_lookup",
+                                  "ir_n": int, "ir_0": int}, ...]}
+    }
+
+`functions` lists, per endpoint, the 50 functions with the most self instructions attributable to
+the requests (ir_n - ir_0), named "file:function" with the file shortened to its last two path
+parts. Both tools give these; with Python subjects they are CPython's C functions (the
+interpreter's work), not Python functions.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from harness import valgrind
+from harness.errors import ConfigError, SubjectError
+from harness.experiment import Endpoint, Experiment
+
+TOP_FUNCTIONS = 50
+# Requests sent to the endpoint in both runs before the counted ones: the first request pays for
+# lazy imports and cold caches, which would otherwise be charged to the N requests only.
+WARMUP = 1
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_POLL = 0.2  # seconds between readiness checks
+
+
+def run_instruction_tier(experiment: Experiment, *, work_dir: Path, project_root: Path,
+                         python: str, variables: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Measure instructions per request for every endpoint of `experiment` (see the module doc).
+
+    `variables` override the experiment's [variables] for these runs only, e.g. to switch a
+    subject's background timers off (`{"sync_interval": "0"}` with `--sync-interval
+    {sync_interval}` in the command).
+    """
+    tier = experiment.instructions
+    if experiment.workload is None or not experiment.workload.endpoints:
+        raise ConfigError(f"{experiment.path}: the instruction tier needs [workload] endpoints "
+                          "to send requests to; add at least one endpoint")
+    if tier.requests < 1:
+        raise ConfigError(f"{experiment.path}: instructions.requests is {tier.requests}; "
+                          "it must be at least 1")
+    result: dict[str, Any] = {"tool": tier.tool, "requests": tier.requests,
+                              "min_change": tier.min_change, "available": True, "reason": None,
+                              "wall_time": 0.0, "endpoints": {}, "functions": {}}
+    reason = valgrind.unavailable_reason()
+    if reason is not None:
+        return {**result, "available": False, "reason": reason}
+    started = time.monotonic()
+    work_dir = Path(work_dir) / "instructions"
+    if work_dir.exists():
+        shutil.rmtree(work_dir)
+    runner = _Runner(experiment, work_dir, Path(project_root), _real_python(python),
+                     dict(variables or {}))
+    runner.seed()
+    for endpoint in experiment.workload.endpoints:
+        idle = runner.measure(endpoint, 0)
+        busy = runner.measure(endpoint, tier.requests)
+        result["endpoints"][endpoint.name] = {
+            "per_request": (busy.total - idle.total) / tier.requests,
+            "total_n": busy.total, "total_0": idle.total, "non_2xx": runner.non_2xx}
+        result["functions"][endpoint.name] = _top_functions(busy, idle)
+    result["wall_time"] = round(time.monotonic() - started, 3)
+    return result
+
+
+def function_changes(baseline: dict[str, Any], candidate: dict[str, Any],
+                     top: int = 15) -> list[dict[str, Any]]:
+    """The functions whose instructions per request changed most, over every endpoint.
+
+    Each item: {"endpoint", "function", "baseline", "candidate", "change"} in instructions per
+    request (change = candidate - baseline), ranked by absolute change. A function missing from one
+    side's top list counts as 0 there (it was below that side's cutoff).
+    """
+    rows = []
+    for name in sorted(set(baseline.get("functions", {})) & set(candidate.get("functions", {}))):
+        before = _per_request_functions(baseline, name)
+        after = _per_request_functions(candidate, name)
+        for function in set(before) | set(after):
+            b, c = before.get(function, 0.0), after.get(function, 0.0)
+            rows.append({"endpoint": name, "function": function, "baseline": b, "candidate": c,
+                         "change": c - b})
+    rows.sort(key=lambda row: (-abs(row["change"]), row["endpoint"], row["function"]))
+    return rows[:top]
+
+
+def relative_changes(baseline: dict[str, Any], candidate: dict[str, Any], *,
+                     min_change: float | None = None) -> list[dict[str, Any]]:
+    """Per endpoint: both sides' instructions per request, the relative change, and whether it
+    reaches `min_change` (default: the candidate's declared threshold)."""
+    threshold = candidate.get("min_change", 0.01) if min_change is None else min_change
+    rows = []
+    for name in sorted(set(baseline.get("endpoints", {})) & set(candidate.get("endpoints", {}))):
+        b = baseline["endpoints"][name]["per_request"]
+        c = candidate["endpoints"][name]["per_request"]
+        change = (c - b) / b if b else float("inf")
+        rows.append({"endpoint": name, "baseline": b, "candidate": c, "change": change,
+                     "flagged": abs(change) >= threshold})
+    return rows
+
+
+def _per_request_functions(side: dict[str, Any], endpoint: str) -> dict[str, float]:
+    n = side["requests"]
+    return {row["function"]: (row["ir_n"] - row["ir_0"]) / n for row in side["functions"][endpoint]}
+
+
+def _top_functions(busy: valgrind.Profile, idle: valgrind.Profile) -> list[dict[str, Any]]:
+    merged: dict[str, list[int]] = {}
+    for profile, column in ((busy, 0), (idle, 1)):
+        for name, ir in profile.functions.items():
+            merged.setdefault(_short(name), [0, 0])[column] += ir
+    ranked = sorted(merged.items(), key=lambda kv: (-(kv[1][0] - kv[1][1]), kv[0]))
+    return [{"function": name, "ir_n": n, "ir_0": z} for name, (n, z) in ranked[:TOP_FUNCTIONS]]
+
+
+def _short(name: str) -> str:
+    """'/tmp/build/Python-3.11/Objects/dictobject.c:f' -> 'Objects/dictobject.c:f'."""
+    path, _, function = name.rpartition(":")
+    parts = re.split(r"[\\/]", path)
+    return f"{'/'.join(parts[-2:])}:{function}"
+
+
+def _expand(template: str, values: Mapping[str, str], where: str) -> str:
+    """Replace {name} placeholders; an unknown name is a configuration error.
+
+    Private stand-in for harness.experiment.expand (being written in parallel); swap when merged.
+    """
+    def replace(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key not in values:
+            raise ConfigError(f"{where}: unknown placeholder {{{key}}} in {template!r}; known: "
+                              f"{', '.join(sorted(values))}; define it under [variables]")
+        return str(values[key])
+    return _PLACEHOLDER.sub(replace, template)
+
+
+def _real_python(python: str) -> str:
+    """The interpreter binary itself: valgrind on a wrapper script (a pyenv shim) would measure
+    the shell and every program it runs before the interpreter."""
+    try:
+        out = subprocess.run([python, "-c", "import sys; print(sys.executable)"], check=True,
+                             capture_output=True, text=True, timeout=60).stdout.strip()
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ConfigError(f"cannot run the interpreter {python!r}: {exc}") from exc
+    return out or python
+
+
+def _free_port() -> int:
+    # Ephemeral ports are all five digits, so command lines keep the same length between runs.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class _Runner:
+    """Seeds the state once, then starts, drives and stops the subject under valgrind per run."""
+
+    def __init__(self, experiment: Experiment, work_dir: Path, project_root: Path, python: str,
+                 overrides: dict[str, str]) -> None:
+        self.experiment = experiment
+        self.subject = experiment.subject
+        self.tier = experiment.instructions
+        self.work_dir = work_dir
+        self.cwd = project_root / self.subject.cwd if self.subject.cwd else project_root
+        self.python = python
+        self.variables = {**experiment.variables, **overrides}
+        assert experiment.workload is not None
+        self.workload = experiment.workload
+        self.seed_dir = work_dir / "seed"
+        self.runs = 0
+        self.non_2xx = 0
+        self.slowdown = valgrind.SLOWDOWN[self.tier.tool]
+
+    def values(self, state_dir: Path, port: int, out_dir: Path) -> dict[str, str]:
+        return {**self.variables, "python": self.python, "port": str(port),
+                "state_dir": str(state_dir), "instance": str(self.workload.instance),
+                "peers": "", "out_dir": str(out_dir)}
+
+    def env(self, values: Mapping[str, str]) -> dict[str, str]:
+        env = dict(os.environ)
+        where = f"{self.experiment.path}: subject.env"
+        env.update({k: _expand(v, values, where) for k, v in self.subject.env.items()})
+        # Pinned sources of run-to-run difference: string hashing, and .pyc files written by the
+        # first run and read by the next (compiling costs far more than loading).
+        env.update({"PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
+                    "PYTHONUNBUFFERED": "1"})
+        return env
+
+    def seed(self) -> None:
+        """Run the setup commands once, natively, into the seed state directory."""
+        self.seed_dir.mkdir(parents=True)
+        values = self.values(self.seed_dir, _free_port(), self.work_dir)
+        for index, setup in enumerate(self.subject.setup, 1):
+            if setup.instances is not None and self.workload.instance not in setup.instances:
+                continue
+            where = f"{self.experiment.path}: subject.setup[{index}]"
+            argv = [_expand(part, values, where) for part in setup.command]
+            try:
+                done = subprocess.run(argv, cwd=self.cwd, env=self.env(values),
+                                      timeout=setup.timeout, capture_output=True, text=True,
+                                      check=False)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise SubjectError(f"{where}: {' '.join(argv)} failed: {exc}") from exc
+            if done.returncode != 0:
+                raise SubjectError(f"{where}: {' '.join(argv)} exited with {done.returncode}: "
+                                   f"{done.stderr[-2000:]}")
+
+    def measure(self, endpoint: Endpoint, requests: int) -> valgrind.Profile:
+        """A fresh start under valgrind, WARMUP + `requests` requests to `endpoint`, clean stop."""
+        self.runs += 1
+        self.non_2xx = 0
+        run_dir = self.work_dir / f"run-{self.runs:03d}"  # same length for every run
+        state_dir = run_dir / "state"
+        shutil.copytree(self.seed_dir, state_dir)
+        port = _free_port()
+        values = self.values(state_dir, port, run_dir)
+        where = f"{self.experiment.path}: subject.command"
+        argv = [_expand(part, values, where) for part in self.subject.command]
+        out_file = run_dir / f"{self.tier.tool}.out.%p"
+        log_path = run_dir / "subject.log"
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(  # pylint: disable=consider-using-with
+                valgrind.command(self.tier.tool, out_file, argv,
+                                 log_file=run_dir / "valgrind.log.%p"), cwd=self.cwd,
+                env=self.env(values), stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, **_new_group())
+        try:
+            self._wait_ready(process, port, log_path)
+            _check_listening(process, port)
+            self._drive(endpoint, port, WARMUP + requests)
+        finally:
+            _stop(process, max(60.0, self.subject.stop_timeout * 6))
+        return valgrind.read_profiles(run_dir.glob(f"{self.tier.tool}.out.*"))
+
+    def _wait_ready(self, process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
+        ready = self.subject.ready
+        timeout = max(120.0, ready.timeout * 10)  # valgrind starts a Python subject 40-100x slower
+        deadline = time.monotonic() + timeout
+        pattern = re.compile(ready.log, re.MULTILINE) if ready.log else None
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise SubjectError(f"the subject exited with {process.returncode} under valgrind "
+                                   f"before it was ready; its output: {_tail(log_path)}")
+            if pattern is not None:
+                if pattern.search(log_path.read_text(encoding="utf-8", errors="replace")):
+                    return
+            elif _http_ok(port, ready.http or "/", deadline - time.monotonic()):
+                return
+            time.sleep(_POLL)
+        raise SubjectError(f"the subject was not ready within {timeout:.0f} s under valgrind "
+                           f"(readiness: {ready.log or ready.http}); its output: {_tail(log_path)}")
+
+    def _drive(self, endpoint: Endpoint, port: int, requests: int) -> None:
+        """A fixed closed-loop sequence: one request at a time on one keep-alive connection."""
+        timeout = max(60.0, self.workload.timeout * self.slowdown)
+        body = endpoint.body.encode("utf-8") if endpoint.body is not None else None
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        try:
+            for number in range(1, requests + 1):
+                try:
+                    conn.request(endpoint.method, endpoint.path, body=body,
+                                 headers=dict(endpoint.headers))
+                    response = conn.getresponse()
+                    response.read()
+                except (OSError, http.client.HTTPException) as exc:
+                    raise SubjectError(f"request {number} of {requests} to {endpoint.method} "
+                                       f"{endpoint.path} failed under valgrind: {exc!r}") from exc
+                if not 200 <= response.status < 300:
+                    self.non_2xx += 1
+                if response.will_close:
+                    conn.close()
+        finally:
+            conn.close()
+
+
+def _http_ok(port: int, path: str, timeout: float) -> bool:
+    # One long timeout: a readiness request that is retried would add a request to one run only.
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=max(timeout, 1.0))
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        response.read()
+        return 200 <= response.status < 300
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
+def _check_listening(process: subprocess.Popen[bytes], port: int) -> None:
+    """Make sure the server that answered is ours: another program may have taken the port
+    between choosing it and the subject binding it."""
+    try:
+        members = [psutil.Process(process.pid), *psutil.Process(process.pid).children(True)]
+        ports = {conn.laddr.port for member in members
+                 for conn in member.net_connections(kind="tcp")
+                 if conn.status == psutil.CONN_LISTEN}
+    except (psutil.Error, OSError):
+        return  # cannot tell on this platform; the counts will show an absent subject anyway
+    if port not in ports:
+        raise SubjectError(f"the subject is not listening on port {port} although the readiness "
+                           "check succeeded; another program took the port; run again")
+
+
+def _new_group() -> dict[str, Any]:
+    if sys.platform == "win32":
+        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
+    return {"start_new_session": True}
+
+
+def _stop(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """Ask the subject's tree to exit (SIGTERM / CTRL_BREAK) so valgrind writes its files.
+
+    Small stand-in for harness.process (the runner's); swap when merged.
+    """
+    if process.poll() is not None:
+        return
+    try:
+        tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        tree = []
+    for member in tree:
+        _terminate(member)
+    # Repeated: valgrind delivers a signal when the subject next enters a system call, so one that
+    # arrives just before a blocking select() runs the handler and then blocks anyway (asyncio is
+    # immune: its handler writes to a wake-up pipe). The next signal interrupts the select().
+    deadline = time.monotonic() + timeout
+    alive = tree
+    while alive and time.monotonic() < deadline:
+        _, alive = psutil.wait_procs(alive, timeout=min(2.0, max(deadline - time.monotonic(), 0)))
+        for member in alive:
+            _terminate(member)
+    for member in alive:
+        try:
+            member.kill()
+        except psutil.NoSuchProcess:
+            pass
+    process.wait()
+    if alive:
+        raise SubjectError(f"the subject did not exit within {timeout:.0f} s of SIGTERM under "
+                           "valgrind and was killed, so no instruction counts were written")
+
+
+def _terminate(member: psutil.Process) -> None:
+    try:
+        if sys.platform == "win32":
+            member.send_signal(signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]
+        else:
+            member.send_signal(signal.SIGTERM)
+    except psutil.NoSuchProcess:
+        pass
+
+
+def _tail(path: Path, size: int = 2000) -> str:
+    text = path.read_text(encoding="utf-8", errors="replace")
+    return text[-size:] if text else "(nothing)"
