@@ -41,7 +41,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -53,13 +52,14 @@ import psutil
 
 from harness import valgrind
 from harness.errors import ConfigError, SubjectError
-from harness.experiment import Endpoint, Experiment
+from harness.experiment import Endpoint, Experiment, expand
+from harness.process import start_process, stop_process_tree
+from harness.subject import free_ports, log_tail
 
 TOP_FUNCTIONS = 50
 # Requests sent to the endpoint in both runs before the counted ones: the first request pays for
 # lazy imports and cold caches, which would otherwise be charged to the N requests only.
 WARMUP = 1
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _POLL = 0.2  # seconds between readiness checks
 
 
@@ -158,20 +158,6 @@ def _short(name: str) -> str:
     return f"{'/'.join(parts[-2:])}:{function}"
 
 
-def _expand(template: str, values: Mapping[str, str], where: str) -> str:
-    """Replace {name} placeholders; an unknown name is a configuration error.
-
-    Private stand-in for harness.experiment.expand (being written in parallel); swap when merged.
-    """
-    def replace(match: re.Match[str]) -> str:
-        key = match.group(1)
-        if key not in values:
-            raise ConfigError(f"{where}: unknown placeholder {{{key}}} in {template!r}; known: "
-                              f"{', '.join(sorted(values))}; define it under [variables]")
-        return str(values[key])
-    return _PLACEHOLDER.sub(replace, template)
-
-
 def _real_python(python: str) -> str:
     """The interpreter binary itself: valgrind on a wrapper script (a pyenv shim) would measure
     the shell and every program it runs before the interpreter."""
@@ -181,13 +167,6 @@ def _real_python(python: str) -> str:
     except (OSError, subprocess.SubprocessError) as exc:
         raise ConfigError(f"cannot run the interpreter {python!r}: {exc}") from exc
     return out or python
-
-
-def _free_port() -> int:
-    # Ephemeral ports are all five digits, so command lines keep the same length between runs.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class _Runner:
@@ -216,8 +195,7 @@ class _Runner:
 
     def env(self, values: Mapping[str, str]) -> dict[str, str]:
         env = dict(os.environ)
-        where = f"{self.experiment.path}: subject.env"
-        env.update({k: _expand(v, values, where) for k, v in self.subject.env.items()})
+        env.update({k: expand((v,), values)[0] for k, v in self.subject.env.items()})
         # Pinned sources of run-to-run difference: string hashing, and .pyc files written by the
         # first run and read by the next (compiling costs far more than loading).
         env.update({"PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
@@ -227,12 +205,12 @@ class _Runner:
     def seed(self) -> None:
         """Run the setup commands once, natively, into the seed state directory."""
         self.seed_dir.mkdir(parents=True)
-        values = self.values(self.seed_dir, _free_port(), self.work_dir)
+        values = self.values(self.seed_dir, free_ports(1)[0], self.work_dir)
         for index, setup in enumerate(self.subject.setup, 1):
             if setup.instances is not None and self.workload.instance not in setup.instances:
                 continue
             where = f"{self.experiment.path}: subject.setup[{index}]"
-            argv = [_expand(part, values, where) for part in setup.command]
+            argv = list(expand(setup.command, values))
             try:
                 done = subprocess.run(argv, cwd=self.cwd, env=self.env(values),
                                       timeout=setup.timeout, capture_output=True, text=True,
@@ -250,18 +228,16 @@ class _Runner:
         run_dir = self.work_dir / f"run-{self.runs:03d}"  # same length for every run
         state_dir = run_dir / "state"
         shutil.copytree(self.seed_dir, state_dir)
-        port = _free_port()
+        port = free_ports(1)[0]
         values = self.values(state_dir, port, run_dir)
-        where = f"{self.experiment.path}: subject.command"
-        argv = [_expand(part, values, where) for part in self.subject.command]
+        argv = list(expand(self.subject.command, values))
         out_file = run_dir / f"{self.tier.tool}.out.%p"
         log_path = run_dir / "subject.log"
         with open(log_path, "wb") as log:
-            process = subprocess.Popen(  # pylint: disable=consider-using-with
+            process = start_process(
                 valgrind.command(self.tier.tool, out_file, argv,
                                  log_file=run_dir / "valgrind.log.%p"), cwd=self.cwd,
-                env=self.env(values), stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, **_new_group())
+                env=self.env(values), stdout=log, stderr=subprocess.STDOUT)
         try:
             self._wait_ready(process, port, log_path)
             _check_listening(process, port)
@@ -278,7 +254,7 @@ class _Runner:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise SubjectError(f"the subject exited with {process.returncode} under valgrind "
-                                   f"before it was ready; its output: {_tail(log_path)}")
+                                   f"before it was ready; its output: {log_tail([log_path])}")
             if pattern is not None:
                 if pattern.search(log_path.read_text(encoding="utf-8", errors="replace")):
                     return
@@ -286,7 +262,8 @@ class _Runner:
                 return
             time.sleep(_POLL)
         raise SubjectError(f"the subject was not ready within {timeout:.0f} s under valgrind "
-                           f"(readiness: {ready.log or ready.http}); its output: {_tail(log_path)}")
+                           f"(readiness: {ready.log or ready.http}); its output:\n"
+                           f"{log_tail([log_path])}")
 
     def _drive(self, endpoint: Endpoint, port: int, requests: int) -> None:
         """A fixed closed-loop sequence: one request at a time on one keep-alive connection."""
@@ -340,16 +317,11 @@ def _check_listening(process: subprocess.Popen[bytes], port: int) -> None:
                            "check succeeded; another program took the port; run again")
 
 
-def _new_group() -> dict[str, Any]:
-    if sys.platform == "win32":
-        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
-    return {"start_new_session": True}
-
-
 def _stop(process: subprocess.Popen[bytes], timeout: float) -> None:
     """Ask the subject's tree to exit (SIGTERM / CTRL_BREAK) so valgrind writes its files.
 
-    Small stand-in for harness.process (the runner's); swap when merged.
+    Unlike harness.process.stop_process_tree, which kills after one request, this repeats the
+    request until the timeout: a killed valgrind writes no counts.
     """
     if process.poll() is not None:
         return
@@ -374,6 +346,7 @@ def _stop(process: subprocess.Popen[bytes], timeout: float) -> None:
         except psutil.NoSuchProcess:
             pass
     process.wait()
+    stop_process_tree(process, timeout=1.0)  # forget it in the at-exit registry
     if alive:
         raise SubjectError(f"the subject did not exit within {timeout:.0f} s of SIGTERM under "
                            "valgrind and was killed, so no instruction counts were written")
@@ -387,8 +360,3 @@ def _terminate(member: psutil.Process) -> None:
             member.send_signal(signal.SIGTERM)
     except psutil.NoSuchProcess:
         pass
-
-
-def _tail(path: Path, size: int = 2000) -> str:
-    text = path.read_text(encoding="utf-8", errors="replace")
-    return text[-size:] if text else "(nothing)"

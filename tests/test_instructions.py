@@ -66,12 +66,6 @@ def test_relative_changes_flag_at_the_threshold() -> None:
     assert not rows[0]["flagged"]
 
 
-def test_unknown_placeholder_is_a_config_error_naming_it() -> None:
-    with pytest.raises(ConfigError, match=r"\{nope\}"):
-        instructions._expand("--x {nope}", {"port": "1"}, "e.toml")  # pylint: disable=protected-access
-    assert instructions._expand("{port}/{port}", {"port": "8"}, "e") == "8/8"  # pylint: disable=protected-access
-
-
 def test_without_valgrind_the_tier_is_unavailable_with_a_reason(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(valgrind, "unavailable_reason", lambda platform=None: "no valgrind here")
