@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from harness import probes, stats
+from harness.instructions import function_changes
 from harness.environment import fingerprint_mismatches
 from harness.errors import ConfigError, ExitCode
 from harness.files import atomic_write_json
@@ -590,6 +591,8 @@ def compare(
     mismatches = fingerprint_mismatches(baseline.environment, candidate.environment)
     overall, reasons, more_warnings = _overall(metrics, invalid, mismatches, allow_mismatch)
     details = dict(probes.breakdown_details(baseline, candidate))
+    if baseline.instructions and candidate.instructions:
+        details["functions"] = function_changes(baseline.instructions, candidate.instructions)
     details["statistics"] = {"alpha": alpha, "seed": seed, "correction": "holm",
                              "bootstrap_resamples": BOOTSTRAP_RESAMPLES}
     return Comparison(

@@ -22,7 +22,7 @@ from harness.errors import ConfigError
 from harness.experiment import Experiment, load_experiment
 from harness.report import write_reports
 from harness.results import Results, Round, load_results, save_results
-from harness.runner import build_results, run_round
+from harness.runner import build_results, rate_steps, run_round, with_instructions
 from harness.units import parse_duration
 from harness.worktree import Checkout, baseline_checkout, default_baseline_ref, project_root
 
@@ -57,10 +57,6 @@ def pair_order(rng: random.Random, labels: tuple[str, str]) -> tuple[str, str]:
     return (first, second) if rng.random() < 0.5 else (second, first)
 
 
-def _steps(experiment: Experiment) -> tuple[float | None, ...]:
-    return experiment.workload.rates if experiment.workload else (None,)
-
-
 class Session:
     """Runs rounds of two sides alternately and keeps what they measured."""
 
@@ -75,12 +71,24 @@ class Session:
         self.rounds: dict[str, list[Round]] = {label: [] for label in self.labels}
         self.order: list[str] = []
         self.pair_seconds: list[float] = []
+        self.instructions: dict[str, dict | None] = {label: None for label in self.labels}
+
+    def count_instructions(self) -> None:
+        """The instruction tier, once per side: its counts do not vary between runs."""
+        for label, side in self.sides.items():
+            if side.experiment.instructions.enabled:
+                self.log(f"instruction counts under valgrind: {label}")
+                counted = with_instructions(
+                    self.results(label, {}), side.experiment,
+                    work_dir=self.work_dir / f"instructions-{label}",
+                    project_root=side.checkout.root, python=side.checkout.python)
+                self.instructions[label] = counted.instructions
 
     def run_pair(self) -> None:
         started = time.monotonic()
         for label in pair_order(self.rng, self.labels):
             side = self.sides[label]
-            for step in _steps(side.experiment):
+            for step in rate_steps(side.experiment):
                 index = len(self.order)
                 self.order.append(label)
                 self.log(f"round {index + 1}: {label}" + (f" at {step:g}/s" if step else ""))
@@ -96,7 +104,8 @@ class Session:
         results = build_results(side.experiment, self.rounds[label], label=label,
                                 project_root=side.checkout.root, python=side.checkout.python)
         session = {"mode": "interleaved", "seed": self.seed, "order": list(self.order), **extra}
-        return dataclasses.replace(results, session=session)
+        return dataclasses.replace(results, session=session,
+                                   instructions=self.instructions[label])
 
 
 def run_session(
@@ -105,6 +114,7 @@ def run_session(
 ) -> tuple[Results, Results, Comparison, str]:
     """`pairs` interleaved pairs, then more while the verdict is inconclusive and time allows."""
     session = Session(sides, work_dir=work_dir, seed=seed, log=log)
+    session.count_instructions()
     for _ in range(pairs):
         session.run_pair()
     while True:
@@ -132,7 +142,7 @@ def _flagged_timing(comparison: Comparison) -> list[str]:
 def _candidate_only(side: Side, *, rounds: int, work_dir: Path, log: Callable[[str], None]):
     collected: list[Round] = []
     for index in range(rounds):
-        for step in _steps(side.experiment):
+        for step in rate_steps(side.experiment):
             log(f"round {index + 1}/{rounds}: {side.label}" + (f" at {step:g}/s" if step else ""))
             collected.extend(run_round(
                 side.experiment, index=len(collected), side=side.label, step=step,
@@ -141,6 +151,8 @@ def _candidate_only(side: Side, *, rounds: int, work_dir: Path, log: Callable[[s
             ))
     results = build_results(side.experiment, collected, label=side.label,
                             project_root=side.checkout.root, python=side.checkout.python)
+    results = with_instructions(results, side.experiment, work_dir=work_dir / "instructions",
+                                project_root=side.checkout.root, python=side.checkout.python)
     return dataclasses.replace(results, session={"mode": "candidate-only", "rounds": rounds})
 
 

@@ -214,8 +214,9 @@ def _likely_causes(comparison: Comparison) -> list[str]:
     functions = functions_view(comparison.details)
     if functions:
         top_function = functions[0]
-        causes.append(f"Largest instruction change: {top_function['function']}: "
-                      f"{top_function['change']}")
+        causes.append(f"Largest instruction change: {top_function['function']} "
+                      f"({top_function['endpoint']}): {top_function['change']} per request "
+                      f"({top_function['relative']})")
     return causes
 
 

@@ -21,6 +21,7 @@ finished, atomically, so an interrupted or failed run leaves no file behind.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 import subprocess
 import sys
@@ -409,6 +410,24 @@ def _python_version(python: str) -> str | None:
     return out.stdout.strip() or None
 
 
+def rate_steps(experiment: Experiment) -> list[float | None]:
+    """The steps of a round: one per rate of a sweep, or a single unnamed step (None)."""
+    rates = experiment.workload.rates if experiment.workload else ()
+    return list(rates) if len(rates) > 1 else [None]
+
+
+def with_instructions(results: Results, experiment: Experiment, *, work_dir: Path,
+                      project_root: Path, python: str) -> Results:
+    """`results` plus the instruction-count tier's data when the experiment enables the tier."""
+    if not experiment.instructions.enabled:
+        return results
+    from harness.instructions import run_instruction_tier  # valgrind runs only when asked
+
+    data = run_instruction_tier(experiment, work_dir=work_dir, project_root=project_root,
+                                python=python)
+    return dataclasses.replace(results, instructions=data)
+
+
 def build_results(experiment: Experiment, rounds: list[Round] | tuple[Round, ...], *, label: str,
                   project_root: Path, python: str) -> Results:
     """The Results of an experiment's rounds with its environment fingerprint."""
@@ -453,8 +472,7 @@ def run_experiment(
     count = rounds if rounds is not None else experiment.rounds.count
     if count < 1:
         raise ConfigError(f"rounds must be at least 1, got {count}")
-    rates = experiment.workload.rates if experiment.workload else ()
-    steps: list[float | None] = list(rates) if len(rates) > 1 else [None]
+    steps = rate_steps(experiment)
     target = out_dir / "results.json"
     out_dir.mkdir(parents=True, exist_ok=True)
     target.unlink(missing_ok=True)
@@ -470,6 +488,9 @@ def run_experiment(
                 collected += run_round(experiment, index=index, side=label, step=step,
                                        work_dir=work_dir, project_root=root, python=python,
                                        progress=bar)
-    results = build_results(experiment, collected, label=label, project_root=root, python=python)
+        results = build_results(experiment, collected, label=label, project_root=root,
+                                python=python)
+        results = with_instructions(results, experiment, work_dir=work_dir / "instructions",
+                                    project_root=root, python=python)
     save_results(results, target)
     return results

@@ -333,14 +333,25 @@ def queries_view(details: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def functions_view(details: dict[str, Any]) -> list[dict[str, str]] | None:
-    """Callgrind function changes: instruction counts per side and the relative change."""
+    """Functions whose instructions per request changed most (harness.instructions).
+
+    `change` in the data is candidate minus baseline in instructions per request; the relative
+    change is against the baseline's count of that function (none for a new function).
+    """
     functions = details.get("functions")
     if not functions:
         return None
-    return [
-        {"function": str(f.get("function", "")),
-         "baseline": format_value(f.get("baseline"), "instr"),
-         "candidate": format_value(f.get("candidate"), "instr"),
-         "change": format_change(f.get("change"))}
-        for f in functions[:TOP_ROWS * 2]
-    ]
+    rows = []
+    for f in functions[:TOP_ROWS * 2]:
+        before, change = f.get("baseline"), f.get("change")
+        relative = change / before if before and change is not None else None
+        sign = "+" if change is not None and change > 0 else ""
+        rows.append({
+            "endpoint": str(f.get("endpoint", "")),
+            "function": str(f.get("function", "")),
+            "baseline": format_value(before, "instr"),
+            "candidate": format_value(f.get("candidate"), "instr"),
+            "change": NO_VALUE if change is None else sign + format_value(change, "instr"),
+            "relative": format_change(relative),
+        })
+    return rows
