@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from harness import probes, stats
-from harness.instructions import function_changes
 from harness.environment import fingerprint_mismatches
 from harness.errors import ConfigError, ExitCode
 from harness.files import atomic_write_json
+from harness.instructions import function_changes
 from harness.metrics import METRICS, Metric
 from harness.results import Results, Round
 
