@@ -88,7 +88,7 @@ def channel_row(index: int) -> tuple[object, ...]:
     rng = random.Random(f"channel-{index}")
     key = hashlib.sha256(f"channel-{index}".encode()).hexdigest()
     name = " ".join(rng.choice(_WORDS) for _ in range(3)).title()
-    description = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(35, 50)))
+    description = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(6, 18)))
     created = _EPOCH - rng.randint(86_400, 86_400 * 900)
     return (index + 1, key, key[:40], name, description, created,
             created + rng.randint(0, 86_400 * 30), int(rng.paretovariate(1.2)) * 3,
