@@ -189,8 +189,10 @@ def run(rates: list[float], modes: list[str], seconds: float, channels: int, tor
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="peer-table-") as tmp:
         work = Path(tmp)
-        for name, value in (("source-1", 1), ("source-2", 2), ("template", 0)):
-            seed(work / name, value, channels, torrents)
+        # The sources hold twice as many torrents so that sync never runs dry within a step.
+        seed(work / "source-1", 1, channels, 2 * torrents)
+        seed(work / "source-2", 2, channels, 2 * torrents)
+        seed(work / "template", 0, channels, torrents)
         procs = []
         try:
             for name in ("source-1", "source-2"):

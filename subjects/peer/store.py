@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS torrents (
     added INTEGER NOT NULL
 );
 -- Covers the per-channel statistics of /channels, so they come from the index alone.
-CREATE INDEX IF NOT EXISTS torrents_channel ON torrents(channel_id, added, size);
+CREATE INDEX IF NOT EXISTS torrents_channel ON torrents(channel_id, added, size, category);
 CREATE TABLE IF NOT EXISTS peers (
     id INTEGER PRIMARY KEY,
     public_key TEXT NOT NULL UNIQUE,
@@ -96,15 +96,15 @@ def create_schema(conn: sqlite3.Connection) -> None:
 _CHANNEL_ROWS_JSON = """
 SELECT json_group_array(json_array(id, public_key, dispersy_cid, name, description, created,
                                    modified, votes, spam, subscribed, torrents, total_size,
-                                   last_added))
+                                   last_added, categories))
 FROM (
     SELECT c.*, COUNT(t.id) AS torrents, COALESCE(SUM(t.size), 0) AS total_size,
-           COALESCE(MAX(t.added), 0) AS last_added
+           COALESCE(MAX(t.added), 0) AS last_added, COUNT(DISTINCT t.category) AS categories
     FROM channels c LEFT JOIN torrents t ON t.channel_id = c.id
     GROUP BY c.id ORDER BY c.votes DESC, c.id
 )
 """
-CHANNEL_ROW_FIELDS = (*CHANNEL_COLUMNS, "torrents", "total_size", "last_added")
+CHANNEL_ROW_FIELDS = (*CHANNEL_COLUMNS, "torrents", "total_size", "last_added", "categories")
 
 
 def channel_rows_json(conn: sqlite3.Connection) -> str:
@@ -214,6 +214,11 @@ def insert_torrents(conn: sqlite3.Connection, torrents: Sequence[Sequence[Any]])
         (json.dumps(list(torrents)),),
     )
     return conn.total_changes - before
+
+
+def rollback(conn: sqlite3.Connection) -> None:
+    """Undo everything since the last commit."""
+    conn.rollback()
 
 
 def sync_cursor(conn: sqlite3.Connection, peer: str) -> int:

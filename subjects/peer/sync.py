@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from dataclasses import dataclass
 
 import aiohttp
@@ -89,10 +90,17 @@ class Syncer:
             self.counters.last_error = f"{peer}: {exc!r}"
             return 0
         self.counters.bytes_received += len(body)
-        batch = json.loads(body)
-        if not batch["torrents"]:
+        try:
+            batch = json.loads(body)
+            if not batch["torrents"]:
+                return 0
+            return await self._store(peer, batch)
+        except (ValueError, KeyError, TypeError, IndexError, sqlite3.Error) as exc:
+            # A peer sent garbage: drop the part of the batch already written, keep syncing.
+            await self._db.run(store.rollback)
+            self.counters.errors += 1
+            self.counters.last_error = f"{peer}: unusable batch: {exc!r}"
             return 0
-        return await self._store(peer, batch)
 
     async def _store(self, peer: str, batch: dict) -> int:
         await self._db.run(store.insert_channels, batch["channels"])

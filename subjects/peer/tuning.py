@@ -11,7 +11,7 @@ import hashlib
 CHANNELS_EXTRA_WORK = 0  # iterations of a hash loop per /channels request
 ACCESS_LOG_PADDING = 0  # extra bytes appended to each line of state_dir/access.log
 
-SYNC_BATCH = 1000  # records asked from one peer per sync round
+SYNC_BATCH = 3000  # records asked from one peer per sync round
 SYNC_CHUNK = 100  # records written per database call (the unit a worker interleaves)
 
 

@@ -87,3 +87,11 @@ def test_download_progress_is_recorded(fresh):
     [download] = store.list_downloads(fresh)
     assert (download["received"], download["progress"], download["state"]) == (250, 0.25,
                                                                                 "downloading")
+
+
+def test_rollback_drops_uncommitted_records(conn, fresh):
+    batch = store.records_since(conn, 0, 20)
+    store.insert_channels(fresh, batch["channels"])
+    store.insert_torrents(fresh, batch["torrents"])
+    store.rollback(fresh)
+    assert store.counts(fresh)["torrents"] == 0
