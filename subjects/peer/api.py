@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import json
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -104,14 +105,17 @@ async def channels(request: web.Request) -> web.Response:
 
 
 def channels_document(rows_json: str) -> bytes:
-    """The /channels body: each channel row as a document with display fields added."""
+    """The /channels body: each channel row as a document with the fields a GUI shows."""
     rows = json.loads(rows_json)
     top_votes = max((row[7] for row in rows), default=0) or 1
     channels = []
     for row in rows:
         channel = dict(zip(store.CHANNEL_ROW_FIELDS, row, strict=True))
+        del channel["dispersy_cid"]  # internal to the sync protocol
+        channel["tags"] = [w for w, _ in Counter(channel["description"].split()).most_common(3)]
         channel["size_text"] = _size_text(channel["total_size"])
-        channel["updated"] = _iso(max(channel["modified"], channel["last_added"]))
+        channel["created_at"] = _iso(channel["created"])
+        channel["updated_at"] = _iso(max(channel["modified"], channel["last_added"]))
         channel["popularity"] = round(channel["votes"] / top_votes, 4)
         channel["state"] = "spam" if channel["spam"] else (
             "subscribed" if channel["subscribed"] else "discovered")

@@ -1,8 +1,9 @@
 """Background sync (the Dispersy load): pull new records from every peer and store them.
 
-Each round asks each peer for records after the last committed cursor, writes them in chunks of
-`tuning.SYNC_CHUNK` records (one database call each) and commits records and cursor together, so a
-crash never loses an acknowledged batch and never records a cursor without its records. In worker
+Each round asks each peer for batches of records after the last committed cursor, writes a batch
+in chunks of `tuning.SYNC_CHUNK` records (one database call each) and commits records and cursor
+together, so a crash never loses an acknowledged batch and never records a cursor without its
+records. In worker
 mode every chunk is a separate queued call, so requests interleave with a long batch; in blocking
 mode the chunks run back to back on the event loop.
 """
@@ -37,12 +38,14 @@ class Syncer:
     """Runs sync rounds every `interval` seconds until stopped."""
 
     def __init__(self, db: Database, session: aiohttp.ClientSession, peers: list[str],
-                 interval: float, batch: int = tuning.SYNC_BATCH, chunk: int = tuning.SYNC_CHUNK):
+                 interval: float, batch: int = tuning.SYNC_BATCH,
+                 per_round: int = tuning.SYNC_PER_ROUND, chunk: int = tuning.SYNC_CHUNK):
         self._db = db
         self._session = session
         self._peers = peers
         self._interval = interval
         self._batch = batch
+        self._per_round = per_round
         self._chunk = chunk
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -69,15 +72,24 @@ class Syncer:
             for peer in self._peers:
                 if self._stopping.is_set():
                     return
-                await self.pull(peer)
+                await self._round(peer)
             self.counters.rounds += 1
             try:
                 await asyncio.wait_for(self._stopping.wait(), self._interval)
             except asyncio.TimeoutError:
                 pass
 
+    async def _round(self, peer: str) -> None:
+        """Pull batches from one peer until it has no more or `per_round` records arrived."""
+        received = 0
+        while received < self._per_round and not self._stopping.is_set():
+            count = await self.pull(peer)
+            received += count
+            if count < self._batch:
+                return
+
     async def pull(self, peer: str) -> int:
-        """One batch from one peer; returns how many new records were committed."""
+        """One batch from one peer, committed on its own; returns how many records arrived."""
         try:
             cursor = await self._db.run(store.sync_cursor, peer)
             url = f"http://{peer}/sync"
@@ -94,7 +106,8 @@ class Syncer:
             batch = json.loads(body)
             if not batch["torrents"]:
                 return 0
-            return await self._store(peer, batch)
+            await self._store(peer, batch)
+            return len(batch["torrents"])
         except (ValueError, KeyError, TypeError, IndexError, sqlite3.Error) as exc:
             # A peer sent garbage: drop the part of the batch already written, keep syncing.
             await self._db.run(store.rollback)
@@ -102,7 +115,7 @@ class Syncer:
             self.counters.last_error = f"{peer}: unusable batch: {exc!r}"
             return 0
 
-    async def _store(self, peer: str, batch: dict) -> int:
+    async def _store(self, peer: str, batch: dict) -> None:
         await self._db.run(store.insert_channels, batch["channels"])
         torrents = batch["torrents"]
         new = 0
@@ -114,4 +127,3 @@ class Syncer:
         self.counters.records_received += len(torrents)
         self.counters.records_synced += new
         self.counters.commits += 1
-        return new

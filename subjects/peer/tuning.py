@@ -11,7 +11,8 @@ import hashlib
 CHANNELS_EXTRA_WORK = 0  # iterations of a hash loop per /channels request
 ACCESS_LOG_PADDING = 0  # extra bytes appended to each line of state_dir/access.log
 
-SYNC_BATCH = 3000  # records asked from one peer per sync round
+SYNC_BATCH = 3000  # records per request to a peer, committed (fsync) as one transaction
+SYNC_PER_ROUND = 3000  # records pulled from one peer per sync round, at most
 SYNC_CHUNK = 100  # records written per database call (the unit a worker interleaves)
 
 

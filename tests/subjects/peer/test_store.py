@@ -41,7 +41,7 @@ def test_channels_document_adds_display_fields(conn):
     assert first["popularity"] == 1.0
     assert first["state"] in {"spam", "subscribed", "discovered"}
     assert first["size_text"].split()[1] in {"B", "KB", "MB", "GB", "TB"}
-    assert first["updated"].endswith("+00:00")
+    assert first["updated_at"].endswith("+00:00")
 
 
 def test_records_pulled_from_one_peer_are_stored_by_another(conn, fresh):
