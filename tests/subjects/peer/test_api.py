@@ -101,7 +101,7 @@ def test_fresh_peer_syncs_and_downloads_from_seeded_peers(spawn, seeded_sources,
     stats = _wait_for(synced, "the fresh peer to sync 2 x 3000 records")
     assert stats["counts"]["torrents"] == 6000
     assert stats["counts"]["channels"] == 40
-    assert stats["sync"]["commits"] >= 6 and stats["sync"]["bytes_received"] > 0
+    assert stats["sync"]["commits"] >= 2 and stats["sync"]["bytes_received"] > 0
     assert stats["sync"]["errors"] == 0
 
     infohash = sources[0].get_json("/sync?since=0&limit=1")["torrents"][0][1]
