@@ -1,0 +1,235 @@
+"""Reproduce the thesis' Table 6.7 on the reference peer: /channels at fixed rates, both DB modes.
+
+Two seeded peers feed a third, measured peer (1,200 seeded channels) through background sync while
+an open-loop client requests GET /channels at 1, 2, 5, 10, 15 and 20 req/s. Every (rate, mode) step
+starts the measured peer fresh from a copy of the same seeded database, modes interleaved per rate.
+
+    python bench/peer_table.py [--rates 1,2,5,10,15,20] [--seconds 20] [--out table.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import queue
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+READY_PREFIX = "peer ready on "
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One request: when it was due, how long it took, what came back."""
+
+    intended: float
+    latency: float
+    status: int
+    nbytes: int
+    done: float
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of Table 6.7."""
+
+    rate: float
+    mode: str
+    requests: int
+    ok: int
+    avg_ms: float
+    min_ms: float
+    max_ms: float
+    std_ms: float
+    kb_per_s: float
+    responses_per_s: float
+    records_synced: int
+
+
+# -- the peers ---------------------------------------------------------------------------------
+
+def peer_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "subjects.peer", *args]
+
+
+def seed(state_dir: Path, seed_value: int, channels: int, torrents: int) -> None:
+    subprocess.run(peer_command("seed", "--state-dir", str(state_dir), "--seed", str(seed_value),
+                                "--channels", str(channels), "--torrents", str(torrents)),
+                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+
+
+def start_peer(state_dir: Path, mode: str, peers: list[str], sync_interval: float,
+               timeout: float = 30.0) -> tuple[subprocess.Popen[str], str]:
+    """Start a peer on a free port; returns the process and its base URL once it is ready."""
+    flags = subprocess.CREATE_NEW_PROCESS_GROUP if sys.platform == "win32" else 0
+    proc = subprocess.Popen(
+        peer_command("serve", "--state-dir", str(state_dir), "--port", "0", "--db", mode,
+                     "--peers", ",".join(peers), "--sync-interval", str(sync_interval)),
+        cwd=ROOT, stdout=subprocess.PIPE, text=True, creationflags=flags)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: lines.put(proc.stdout.readline()), daemon=True).start()
+    try:
+        line = lines.get(timeout=timeout)
+    except queue.Empty:
+        stop_peer(proc)
+        raise RuntimeError(f"peer in {state_dir} not ready after {timeout} s") from None
+    if not line.startswith(READY_PREFIX):
+        stop_peer(proc)
+        raise RuntimeError(f"peer in {state_dir} said {line!r} instead of the ready line")
+    return proc, line[len(READY_PREFIX):].strip()
+
+
+def stop_peer(proc: subprocess.Popen[str], timeout: float = 15.0) -> None:
+    """Ask for a clean stop, and kill the peer if it does not stop in time."""
+    if proc.poll() is None:
+        proc.send_signal(signal.CTRL_BREAK_EVENT if sys.platform == "win32" else signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stdout:
+        proc.stdout.close()
+
+
+# -- the open-loop client ----------------------------------------------------------------------
+
+async def drive(url: str, rate: float, count: int) -> list[Sample]:
+    """Send `count` GETs at a fixed rate, each on schedule whether or not earlier ones returned."""
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        loop = asyncio.get_running_loop()
+        start = loop.time() + 0.05
+        tasks = []
+        for i in range(count):
+            due = start + i / rate
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            tasks.append(asyncio.create_task(_one(session, url, due - start, start)))
+        return list(await asyncio.gather(*tasks))
+
+
+async def _one(session: aiohttp.ClientSession, url: str, intended: float, start: float) -> Sample:
+    loop = asyncio.get_running_loop()
+    sent = loop.time()
+    try:
+        async with session.get(url) as response:
+            body = await response.read()
+            status = response.status
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        body, status = b"", 0
+    done = loop.time()
+    return Sample(intended, done - sent, status, len(body), done - start)
+
+
+async def statistics_of(url: str) -> dict:
+    async with aiohttp.ClientSession() as session, session.get(url + "/statistics") as response:
+        return await response.json()
+
+
+# -- compute, then present -----------------------------------------------------------------------
+
+def summarize(rate: float, mode: str, samples: list[Sample], records_synced: int) -> Row:
+    ok = [s for s in samples if s.status == 200]
+    ms = [s.latency * 1000 for s in ok] or [float("nan")]
+    # The run lasts from the first send to the last response (the thesis' responses per second).
+    duration = max(s.done for s in samples) if samples else float("nan")
+    return Row(rate=rate, mode=mode, requests=len(samples), ok=len(ok),
+               avg_ms=statistics.fmean(ms), min_ms=min(ms), max_ms=max(ms),
+               std_ms=statistics.stdev(ms) if len(ms) > 1 else 0.0,
+               kb_per_s=sum(s.nbytes for s in ok) / 1000 / duration,
+               responses_per_s=len(ok) / duration, records_synced=records_synced)
+
+
+def render(rows: list[Row]) -> str:
+    head = ("| req/s | mode | avg (ms) | min | max | std dev | KB/s | responses/s | ok/sent |"
+            " synced |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    lines = [head]
+    for r in rows:
+        lines.append(f"| {r.rate:g} | {r.mode} | {r.avg_ms:.0f} | {r.min_ms:.0f} | {r.max_ms:.0f} |"
+                     f" {r.std_ms:.1f} | {r.kb_per_s:.0f} | {r.responses_per_s:.1f} |"
+                     f" {r.ok}/{r.requests} | {r.records_synced} |")
+    return "\n".join(lines)
+
+
+# -- the experiment --------------------------------------------------------------------------------
+
+def step(template: Path, work: Path, mode: str, rate: float, count: int, sources: list[str],
+         warmup: float) -> Row:
+    """One fresh measured peer, one rate, one mode."""
+    state = work / f"measured-{mode}-{rate:g}"
+    state.mkdir()
+    shutil.copy2(template / "peer.db", state / "peer.db")
+    proc, url = start_peer(state, mode, sources, sync_interval=1.0)
+    try:
+        time.sleep(warmup)  # sync is running before the first request, as in the thesis
+        samples = asyncio.run(drive(url + "/channels", rate, count))
+        synced = asyncio.run(statistics_of(url))["sync"]["records_synced"]
+    finally:
+        stop_peer(proc)
+    shutil.rmtree(state, ignore_errors=True)
+    return summarize(rate, mode, samples, synced)
+
+
+def run(rates: list[float], modes: list[str], seconds: float, channels: int, torrents: int,
+        warmup: float, progress: bool = True) -> list[Row]:
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="peer-table-") as tmp:
+        work = Path(tmp)
+        # The sources hold twice as many torrents so that sync never runs dry within a step.
+        seed(work / "source-1", 1, channels, 2 * torrents)
+        seed(work / "source-2", 2, channels, 2 * torrents)
+        seed(work / "template", 0, channels, torrents)
+        procs = []
+        try:
+            for name in ("source-1", "source-2"):
+                procs.append(start_peer(work / name, "worker", [], sync_interval=0))
+            sources = [url.removeprefix("http://") for _, url in procs]
+            for rate in rates:
+                count = int(min(200, max(40, rate * seconds)))
+                for mode in modes:  # interleaved: both modes see the same period of the machine
+                    row = step(work / "template", work, mode, rate, count, sources, warmup)
+                    rows.append(row)
+                    if progress:
+                        print(render([row]).splitlines()[-1], file=sys.stderr, flush=True)
+        finally:
+            for proc, _ in procs:
+                stop_peer(proc)
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", default="1,2,5,10,15,20")
+    parser.add_argument("--modes", default="blocking,worker")
+    parser.add_argument("--seconds", type=float, default=20.0,
+                        help="requests per step = rate x seconds, clamped to 40..200")
+    parser.add_argument("--channels", type=int, default=1200)
+    parser.add_argument("--torrents", type=int, default=100_000)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--out", type=Path, help="also write the rows as JSON here")
+    args = parser.parse_args()
+    rows = run([float(r) for r in args.rates.split(",")], args.modes.split(","), args.seconds,
+               args.channels, args.torrents, args.warmup)
+    print(render(rows))
+    if args.out:
+        args.out.write_text(json.dumps([asdict(r) for r in rows], indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    os.chdir(ROOT)
+    sys.exit(main())

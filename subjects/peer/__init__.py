@@ -1,0 +1,1 @@
+"""The reference subject: a Tribler-like peer (REST API, SQLite, background sync)."""
