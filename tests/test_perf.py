@@ -41,7 +41,7 @@ name = "channels"
 path = "/channels"
 
 [rounds]
-perf_min = 5
+perf_min = 6
 perf_budget = "3m"
 
 [metrics.latency_mean]
@@ -116,7 +116,8 @@ def test_slower_channels_handler_fails_with_exit_2(clone, tmp_path):
     tuning = clone / "subjects" / "peer" / "tuning.py"
     text = tuning.read_text()
     assert "CHANNELS_EXTRA_WORK = 0" in text
-    tuning.write_text(text.replace("CHANNELS_EXTRA_WORK = 0", "CHANNELS_EXTRA_WORK = 400_000"))
+    # about 20 ms more CPU per request (0.3 us per iteration): /channels costs a few times more
+    tuning.write_text(text.replace("CHANNELS_EXTRA_WORK = 0", "CHANNELS_EXTRA_WORK = 60_000"))
     _git(clone, "commit", "--quiet", "-am", "slow /channels down on purpose")
     try:
         code, verdict = _perf(clone, tmp_path / "slow", "--baseline-ref", "HEAD~1")
