@@ -68,7 +68,7 @@ async def _access_log(request: web.Request, handler: Any) -> web.StreamResponse:
 
 def _write_log_line(request: web.Request, status: int, length: int, seconds: float) -> None:
     log: TextIO = request.app[ACCESS_LOG]  # type: ignore[assignment]
-    padding = " " + "-" * tuning.ACCESS_LOG_PADDING if tuning.ACCESS_LOG_PADDING else ""
+    padding = "-" * tuning.ACCESS_LOG_PADDING  # exactly that many more bytes per line
     # The duration is fixed-width so a line's length does not depend on how long the request took:
     # bytes written per request stay an exact counter that only a change in behaviour can move.
     log.write(f'{time.time():.3f} {request.remote} "{request.method} {request.path_qs}" {status}'
