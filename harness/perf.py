@@ -20,6 +20,7 @@ from pathlib import Path
 from harness.compare import Comparison, compare
 from harness.errors import ConfigError
 from harness.experiment import Experiment, load_experiment
+from harness.process import sigterm_as_interrupt
 from harness.report import write_reports
 from harness.results import Results, Round, load_results, save_results
 from harness.runner import build_results, rate_steps, run_round, with_instructions
@@ -197,6 +198,7 @@ def run_perf(
     candidate_side = Side("candidate", candidate_exp, here)
 
     with contextlib.ExitStack() as stack:
+        stack.enter_context(sigterm_as_interrupt())  # an aborted Jenkins build cleans up too
         if baseline_jenkins:
             baseline_file = _fetch_from_jenkins(baseline_jenkins, out_dir, candidate_exp)
             if baseline_file is None:
