@@ -170,7 +170,7 @@ def run_perf(
     rounds: int | None = None,
     seed: int | None = None,
     report_url: str | None = None,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] | None = None,
 ) -> PerfOutcome:
     """Measure baseline and candidate on this machine and write results, verdict and reports.
 
@@ -180,6 +180,7 @@ def run_perf(
     the artifact's commit interleaved with the candidate before it can fail the build.
     """
     started = time.monotonic()
+    log = log or _print_now
     root = project_root(Path.cwd())
     path = experiment_path or root / DEFAULT_EXPERIMENT
     if not path.exists():
@@ -240,6 +241,11 @@ def run_perf(
                        duration=time.monotonic() - started,
                        pairs=len([r for r in candidate.rounds if r.instance == 1]),
                        stop_reason=stop)
+
+
+def _print_now(line: str) -> None:
+    """Progress lines, flushed at once: Jenkins shows a build's log while it runs."""
+    print(line, flush=True)
 
 
 def _confirmed(artifact: Comparison, confirmed: Comparison, flagged: list[str]) -> Comparison:
