@@ -345,7 +345,7 @@ def terminal_table(comparison: Comparison) -> str:
            f"vs candidate {comparison.candidate.label!r}", ""] + text + [
         "", "* gates the build"]
     out += [f"inconclusive (gated): {n}" for n in inconclusive_gated(comparison)]
-    out += [f"warning: {w}" for w in comparison.warnings]
+    out += [w if w.upper().startswith("WARNING") else f"warning: {w}" for w in comparison.warnings]
     out += ["", f"Overall: {overall}", comparison.headline]
     return "\n".join(out) + "\n"
 
