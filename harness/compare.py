@@ -561,9 +561,11 @@ def _headline(
             return "Inconclusive: no gated metric was measured on both sides."
         needed = max((m.rounds_needed or 0) for m in unsure)
         settle = f"; about {needed} rounds per side would settle it" if needed else ""
-        settled = sum(m.verdict in ("unchanged", "improvement") for m in gated)
-        return (f"Inconclusive, no change found: none of {len(gated)} gated metrics regressed and "
-                f"{settled} are unchanged, but {len(unsure)} could not be judged at their minimum "
+        improved = sum(m.verdict == "improvement" for m in gated)
+        unchanged = sum(m.verdict == "unchanged" for m in gated)
+        found = (f"{improved} gated metric(s) improved and none regressed" if improved else
+                 f"no change found in the {unchanged} gated metric(s) that could be judged")
+        return (f"Inconclusive: {found}, but {len(unsure)} could not be judged at their minimum "
                 f"change in this session's noise ({', '.join(m.key for m in unsure)}){settle}.")
     improved = sum(m.verdict == "improvement" for m in gated)
     return (f"Passed: none of {len(gated)} gated metrics got worse by more than their minimum "
