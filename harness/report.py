@@ -32,7 +32,13 @@ from harness.view import (
     step_tables,
 )
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+def _templates() -> Path:
+    """templates/ of the source tree, or the copy a wheel installs as harness/templates."""
+    source = Path(__file__).resolve().parent.parent / "templates"
+    return source if source.is_dir() else Path(__file__).resolve().parent / "templates"
+
+
+TEMPLATES = _templates()
 SUMMARY_MARKER = "<!-- perf-harness-report -->"
 
 
