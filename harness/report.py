@@ -32,6 +32,7 @@ from harness.view import (
     step_tables,
 )
 
+
 def _templates() -> Path:
     """templates/ of the source tree, or the copy a wheel installs as harness/templates."""
     source = Path(__file__).resolve().parent.parent / "templates"
