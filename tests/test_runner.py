@@ -12,22 +12,13 @@ from harness.runner import run_experiment, run_round
 from tests.data.tiny import (
     PYTHON,
     line,
+    no_orphans,  # noqa: F401  (an autouse fixture)
     tiny_experiment,
-    tiny_processes,
     tiny_subject,
     tiny_workload,
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def no_orphans():
-    yield
-    leftover = tiny_processes()
-    for proc in leftover:
-        proc.kill()
-    assert not leftover, f"processes left running: {leftover}"
 
 
 def _run(experiment, out, **kwargs):

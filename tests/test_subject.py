@@ -11,18 +11,13 @@ from harness import subject as subject_mod
 from harness.errors import SubjectError
 from harness.experiment import Probes, Readiness, SetupCommand
 from harness.subject import SubjectGroup, free_ports, port_is_free
-from tests.data.tiny import PYTHON, tiny_processes, tiny_subject
+from tests.data.tiny import (
+    PYTHON,
+    no_orphans,  # noqa: F401  (an autouse fixture)
+    tiny_subject,
+)
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def no_orphans():
-    yield
-    leftover = tiny_processes()
-    for proc in leftover:
-        proc.kill()
-    assert not leftover, f"processes left running: {leftover}"
 
 
 def _group(tmp_path, subject, **kwargs) -> SubjectGroup:

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import psutil
+import pytest
 
 from harness.experiment import (
     Endpoint,
@@ -72,3 +73,13 @@ def tiny_processes() -> list[psutil.Process]:
 
 
 PYTHON = sys.executable
+
+
+@pytest.fixture(autouse=True)
+def no_orphans():
+    """Fail a test that leaves a tiny subject running (and kill what it left)."""
+    yield
+    leftover = tiny_processes()
+    for proc in leftover:
+        proc.kill()
+    assert not leftover, f"processes left running: {leftover}"

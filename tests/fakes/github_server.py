@@ -9,10 +9,11 @@ for a wrong token, 404 for an unknown repository. Every request is recorded.
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
+
+from tests.fakes.server import LocalServer
 
 DOCS = "https://docs.github.com/rest"
 MAX_DESCRIPTION = 140
@@ -27,7 +28,7 @@ class Recorded:
     body: dict | None
 
 
-class FakeGitHub:
+class FakeGitHub(LocalServer):
     """Serve one repository's statuses and one or more PRs' comments."""
 
     def __init__(self, *, repo: str = "octo/project", token: str = "ghp_fake_token_0123456789",
@@ -39,22 +40,12 @@ class FakeGitHub:
         self.comments: dict[int, list[dict]] = {}
         self.requests: list[Recorded] = []
         self._next_id = 1000
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        daemon=True)
+        super().__init__(self._handler())
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}{self.prefix}"
+        return f"http://127.0.0.1:{self.port}{self.prefix}"
 
-    def __enter__(self) -> FakeGitHub:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
     def add_comment(self, pr: int, body: str, login: str = "someone") -> dict:
         self._next_id += 1

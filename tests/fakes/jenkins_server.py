@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import unquote, urlsplit
+
+from tests.fakes.server import LocalServer
 
 CRUMB = "f3a1c0ffee"
 CRUMB_FIELD = "Jenkins-Crumb"
@@ -36,7 +37,7 @@ class Recorded:
     headers: dict[str, str]
 
 
-class FakeJenkins:
+class FakeJenkins(LocalServer):
     """Serve jobs (name -> builds) until stopped; use as a context manager."""
 
     def __init__(self, *, crumb: bool = True, user: str | None = None,
@@ -46,25 +47,15 @@ class FakeJenkins:
         self.auth = (user, token) if user and token else None
         self.requests: list[Recorded] = []
         self.fail_next: list[int] = []  # statuses to answer before serving normally
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        daemon=True)
+        super().__init__(self._handler())
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
     def add_build(self, job: str, build: FakeBuild) -> None:
         self.jobs.setdefault(job, []).append(build)
 
-    def __enter__(self) -> FakeJenkins:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
     # -- JSON shapes -------------------------------------------------------------------------
     def job_url(self, job: str) -> str:
