@@ -84,7 +84,8 @@ def _cmd_perf(args: argparse.Namespace) -> int:
     )
     report = outcome.report.resolve()
     print(terminal_table(outcome.comparison))
-    print(f"{outcome.pairs} rounds per side in {outcome.duration:.0f} s ({outcome.stop_reason})")
+    print(f"{outcome.rounds_per_side} rounds per side in {outcome.duration:.0f} s "
+          f"({outcome.stop_reason})")
     print(f"report: {report}")
     print(f"open it: python -m webbrowser {report.as_uri()}")
     return exit_code(outcome.comparison, fail_on_inconclusive=args.fail_on_inconclusive)

@@ -20,6 +20,7 @@ from pathlib import Path
 from harness.compare import Comparison, compare
 from harness.errors import ConfigError
 from harness.experiment import Experiment, load_experiment
+from harness.instructions import run_instruction_tier
 from harness.process import sigterm_as_interrupt
 from harness.report import write_reports
 from harness.results import Results, Round, load_results, save_results
@@ -48,7 +49,7 @@ class PerfOutcome:
     out_dir: Path
     report: Path
     duration: float
-    pairs: int
+    rounds_per_side: int
     stop_reason: str
 
 
@@ -79,11 +80,9 @@ class Session:
         for label, side in self.sides.items():
             if side.experiment.instructions.enabled:
                 self.log(f"instruction counts under valgrind: {label}")
-                counted = with_instructions(
-                    self.results(label, {}), side.experiment,
-                    work_dir=self.work_dir / f"instructions-{label}",
+                self.instructions[label] = run_instruction_tier(
+                    side.experiment, work_dir=self.work_dir / f"instructions-{label}",
                     project_root=side.checkout.root, python=side.checkout.python)
-                self.instructions[label] = counted.instructions
 
     def run_pair(self) -> None:
         started = time.monotonic()
@@ -239,8 +238,14 @@ def run_perf(
     write_reports(comparison, out_dir=out_dir, report_url=report_url)
     return PerfOutcome(comparison=comparison, out_dir=out_dir, report=out_dir / "report.html",
                        duration=time.monotonic() - started,
-                       pairs=len([r for r in candidate.rounds if r.instance == 1]),
+                       rounds_per_side=_rounds_per_side(candidate, candidate_exp),
                        stop_reason=stop)
+
+
+def _rounds_per_side(results: Results, experiment: Experiment) -> int:
+    """Subject starts of one side at one rate step (a sweep's steps are not extra rounds)."""
+    first = rate_steps(experiment)[0]
+    return sum(1 for r in results.rounds if r.instance == 1 and r.step == first)
 
 
 def _print_now(line: str) -> None:

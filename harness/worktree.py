@@ -87,7 +87,7 @@ def _env_python(env_dir: Path) -> Path:
     return env_dir / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
 
 
-def _source_path_file(env_dir: Path, purelib: Path, source: Path) -> None:
+def _source_path_file(purelib: Path, source: Path) -> None:
     """Put the baseline's source on its environment's path, as an editable install would.
 
     A .pth line (no build step, so no network and no build backend needed) names the checkout,
@@ -101,19 +101,22 @@ def _source_path_file(env_dir: Path, purelib: Path, source: Path) -> None:
 
 
 def baseline_environment(cache: Path, source: Path, commit: str) -> str:
-    """A virtual environment of the baseline's own, rebuilt for every checkout.
+    """A virtual environment of the baseline's own, reused for the same commit and Python.
 
-    The environment is keyed by commit and Python, and only used once complete (a marker file);
-    the source path inside it is rewritten for each checkout since worktrees are temporary.
+    It is only used once complete (a marker file); the source path inside it is rewritten for
+    each checkout, since worktrees are temporary.
     """
     env_dir = cache / "envs" / hashlib.sha256(f"{commit}|{sys.version}".encode()).hexdigest()[:16]
     marker = env_dir / ".harness-ready"
-    if not marker.exists():
+    ready = marker.exists()
+    if not ready:
         shutil.rmtree(env_dir, ignore_errors=True)
         venv.EnvBuilder(with_pip=False, clear=True).create(env_dir)
-        _dependency_path_file(_purelib(env_dir))
+    purelib = _purelib(env_dir)
+    if not ready:
+        _dependency_path_file(purelib)
         marker.write_text(commit + "\n")
-    _source_path_file(env_dir, _purelib(env_dir), source)
+    _source_path_file(purelib, source)
     return str(_env_python(env_dir))
 
 
