@@ -12,7 +12,11 @@ from harness.files import atomic_write_json
 
 # format_version history:
 #   1 (harness 0.1.0): first version.
-FORMAT_VERSION = 1
+#   2 (harness 0.2.0): optional additions only (per-endpoint summaries, per-side subject
+#     environment, stop records, calibration, error classes); version 1 files still load, the
+#     absent parts read as absent.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 REQUEST_COLUMNS = (
     "endpoint", "intended", "sent", "latency", "service", "status", "nbytes", "error",
@@ -223,10 +227,10 @@ class Results:
     @classmethod
     def from_json(cls, data: dict[str, Any], source: str = "results.json") -> Results:
         version = data.get("format_version") if isinstance(data, dict) else None
-        if version != FORMAT_VERSION:
+        if version not in READABLE_VERSIONS:
             raise ResultsFormatError(
-                f"{source}: format_version is {version!r}, but this harness reads version "
-                f"{FORMAT_VERSION}. Re-run the experiment with this harness version, or compare it "
+                f"{source}: format_version is {version!r}, but this harness reads versions "
+                f"{', '.join(map(str, READABLE_VERSIONS))}. Re-run the experiment with this harness version, or compare it "
                 f"with the harness version that wrote it."
             )
         try:

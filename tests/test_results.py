@@ -23,8 +23,16 @@ def test_unknown_version_is_refused_with_the_fix(tmp_path, results):
     data["format_version"] = FORMAT_VERSION + 1
     path = tmp_path / "results.json"
     path.write_text(json.dumps(data))
-    with pytest.raises(ResultsFormatError, match=r"format_version is 2.*Re-run"):
+    with pytest.raises(ResultsFormatError, match=r"format_version is 3.*Re-run"):
         load_results(path)
+
+
+def test_version_1_files_still_load(tmp_path, results):
+    data = results.to_json()
+    data["format_version"] = 1
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(data))
+    assert load_results(path) == results
 
 
 def test_truncated_file_names_the_file_and_line(tmp_path, results):
