@@ -17,6 +17,10 @@ REDACTED = "***"
 # Values shorter than this are not replaced: redacting "1" would mangle every message.
 _MIN_SECRET_LENGTH = 4
 
+# Values that are secret for this process only: an experiment's `{env:NAME}` header values, for
+# example. Registered once when they are read; redact() replaces them like the named variables.
+_REGISTERED: set[str] = set()
+
 _PURPOSE = {
     JENKINS_TOKEN: "a Jenkins API token (user menu > Security > API Token), with JENKINS_USER",
     GITHUB_TOKEN: "a GitHub token that may write commit statuses and issue comments",
@@ -41,11 +45,17 @@ def require(name: str, environ: Mapping[str, str] | None = None) -> str:
     return value
 
 
+def register_secret(value: str) -> None:
+    """Treat `value` as a secret from now on: redact() replaces it wherever it appears."""
+    if len(value) >= _MIN_SECRET_LENGTH:
+        _REGISTERED.add(value)
+
+
 def redact(text: str, environ: Mapping[str, str] | None = None) -> str:
-    """`text` with the value of every secret variable that is set replaced by ***."""
+    """`text` with every secret value replaced by ***: the secret variables that are set, and
+    the values given to register_secret(); longer values first, so no part of one survives."""
     env = os.environ if environ is None else environ
-    for name in SECRET_VARIABLES:
-        value = env.get(name, "")
-        if len(value) >= _MIN_SECRET_LENGTH:
-            text = text.replace(value, REDACTED)
+    values = {env.get(name, "") for name in SECRET_VARIABLES} | _REGISTERED
+    for value in sorted((v for v in values if len(v) >= _MIN_SECRET_LENGTH), key=len, reverse=True):
+        text = text.replace(value, REDACTED)
     return text
