@@ -26,6 +26,36 @@ from harness.results import RequestLog
 from harness.stats import percentile
 
 START_LEAD = 0.05  # seconds between preparing the schedule and its first send
+# Idle keep-alive connections older than this are closed instead of reused: servers close idle
+# connections on their own schedule (uvicorn after 5 s), and a request written into a connection
+# the server is closing fails without an answer.
+IDLE_LIMIT = 2.0
+
+# The classes a failed request is counted in (results.json rounds[].errors).
+ERROR_KINDS = ("connect", "reset", "timeout", "http_status", "other")
+
+
+def error_kind(error: str) -> str:
+    """The class of one recorded request error: connect, reset (closed before an answer),
+    timeout, http_status or other."""
+    if error.startswith("HTTP "):
+        return "http_status"
+    if error.startswith("timeout"):
+        return "timeout"
+    if error.startswith("connect:"):
+        return "connect"
+    if error.startswith(("reset:", "IncompleteReadError", "ConnectionResetError",
+                         "BrokenPipeError", "ConnectionAbortedError")):
+        return "reset"
+    return "other"
+
+
+class _ConnectFailed(Exception):
+    """The connection could not be opened."""
+
+
+class _NoAnswer(ConnectionError):
+    """The connection ended before any byte of the answer arrived."""
 ProgressCallback = Callable[[int, int], None]  # (requests sent, requests planned)
 
 
@@ -101,12 +131,25 @@ class _Connection:
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
+        self.used = 0  # answers read on it so far
+        self.idle_since = asyncio.get_running_loop().time()  # opened or last released
+        self.waited = False  # it sat idle before this request (the server may have closed it)
 
     async def exchange(self, data: bytes, head_only: bool) -> tuple[int, int, bool]:
-        """Send `data`; return (status, body bytes, whether the connection can be reused)."""
-        self.writer.write(data)
+        """Send `data`; return (status, body bytes, whether the connection can be reused).
+
+        _NoAnswer when the connection ended before the first byte of the answer."""
         reader = self.reader
-        head = await reader.readuntil(b"\r\n\r\n")
+        try:
+            self.writer.write(data)
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError as exc:
+            if exc.partial:
+                raise
+            raise _NoAnswer(f"{type(exc).__name__}: {exc}") from exc
+        except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError) as exc:
+            raise _NoAnswer(f"{type(exc).__name__}: {exc}") from exc
+        self.used += 1
         first_end = head.index(b"\r\n")
         status = int(head[:first_end].split(b" ", 2)[1])
         lower = head[first_end:].lower()
@@ -166,16 +209,34 @@ class _Pool:
         self.idle += [c for c in opened if isinstance(c, _Connection)]
 
     async def acquire(self) -> _Connection:
-        if self.idle:
-            return self.idle.pop()
+        now = asyncio.get_running_loop().time()
+        while self.idle:
+            conn = self.idle.pop()
+            if now - conn.idle_since > IDLE_LIMIT:
+                self.discard(conn)  # the server may be closing it; a fresh one is safe
+                continue
+            conn.waited = True
+            return conn
         if self.total < self.limit:
             return await self._open()
         waiter = asyncio.get_running_loop().create_future()
         self.waiters.append(waiter)
         conn = await waiter
-        return conn if conn is not None else await self._open()
+        if conn is None:
+            return await self._open()
+        conn.waited = True
+        return conn
+
+    def discard(self, conn: _Connection) -> None:
+        conn.close()
+        self.total -= 1
+
+    async def fresh(self) -> _Connection:
+        """A newly opened connection, outside the idle list (for a retry)."""
+        return await self._open()
 
     def release(self, conn: _Connection, reusable: bool) -> None:
+        conn.idle_since = asyncio.get_running_loop().time()
         if not reusable:
             conn.close()
             self.total -= 1
@@ -205,6 +266,7 @@ class DriverResult:
     duration: float  # the measured window: planned span, or longer if responses came later
     lag: dict[str, float] = field(default_factory=dict)  # lag_p50/p99/max, send_lag_p50/p99/max
     connections: int = 0  # most connections open at once
+    retries: int = 0  # requests resent once on a fresh connection (a reused one gave no answer)
     valid: bool = True
     invalid_reason: str | None = None
 
@@ -220,6 +282,7 @@ class _Run:
         self.status = [0] * n
         self.nbytes = [0] * n
         self.error: list[str | None] = [None] * n
+        self.retries = 0
 
     async def one(self, i: int, key: int, start: float) -> None:
         loop = asyncio.get_running_loop()
@@ -234,9 +297,27 @@ class _Run:
         timer = loop.call_later(self.timeout, expire)
         conn = None
         try:
-            conn = await self.pool.acquire()
+            try:
+                conn = await self.pool.acquire()
+            except OSError as exc:
+                raise _ConnectFailed(f"connect: {type(exc).__name__}: {exc}") from exc
             self.sent[i] = loop.time() - start
-            status, nbytes, keep = await conn.exchange(self.requests[key], self.head_only[key])
+            try:
+                status, nbytes, keep = await conn.exchange(self.requests[key],
+                                                           self.head_only[key])
+            except _NoAnswer:
+                if not conn.waited:
+                    raise  # a new connection that gave no answer: the subject's failure
+                # A reused connection the server had closed: once more on a fresh one.
+                self.pool.release(conn, False)
+                conn = None
+                self.retries += 1
+                try:
+                    conn = await self.pool.fresh()
+                except OSError as exc:
+                    raise _ConnectFailed(f"connect: {type(exc).__name__}: {exc}") from exc
+                status, nbytes, keep = await conn.exchange(self.requests[key],
+                                                           self.head_only[key])
             self.done[i] = loop.time() - start
             self.status[i], self.nbytes[i] = status, nbytes
             self.pool.release(conn, keep)
@@ -247,6 +328,10 @@ class _Run:
             if not timed_out:
                 raise
             self.error[i] = f"timeout after {self.timeout:g} s"
+        except _ConnectFailed as exc:
+            self.error[i] = str(exc)
+        except _NoAnswer as exc:
+            self.error[i] = f"reset: closed before any answer ({exc})"
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
                 ValueError, IndexError) as exc:
             self.error[i] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -339,7 +424,7 @@ def _result(run: _Run, times: list[float], keys: list[int], endpoints: Sequence[
             f"{rate:g} req/s; lower the rate, free the machine, or raise [workload] max_lag"
         )
     return DriverResult(log=log, duration=span, lag=stats, connections=peak,
-                        valid=reason is None, invalid_reason=reason)
+                        retries=run.retries, valid=reason is None, invalid_reason=reason)
 
 
 def lag_stats(values: Sequence[float], prefix: str) -> dict[str, float]:

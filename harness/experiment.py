@@ -47,6 +47,26 @@ class Readiness:
 
 
 @dataclass(frozen=True)
+class StopSequence:
+    """How to stop the subject: an optional HTTP request, then a signal, then SIGKILL.
+
+    Each step waits `timeout` seconds for the whole process tree to exit before the next one.
+    """
+
+    http: str | None = None  # "PUT /shutdown" (method and path; GET when no method is given)
+    headers: dict[str, str] = field(default_factory=dict)
+    then: str = "SIGTERM"  # the signal sent after the request, or first when there is none
+    timeout: float | None = None  # None: [subject] stop_timeout
+
+    @property
+    def method_path(self) -> tuple[str, str]:
+        """("PUT", "/shutdown") from http."""
+        assert self.http is not None
+        method, _, path = self.http.strip().rpartition(" ")
+        return (method.strip().upper() or "GET"), path
+
+
+@dataclass(frozen=True)
 class Subject:
     """The program under test and how to start, prepare and stop it."""
 
@@ -58,6 +78,12 @@ class Subject:
     ready: Readiness = field(default_factory=Readiness)
     stop_timeout: float = 10.0
     python: bool | None = None  # None: detect (command starts with {python} or a python binary)
+    stop: StopSequence = field(default_factory=StopSequence)
+
+    @property
+    def stop_wait(self) -> float:
+        """Seconds each stop step waits for the subject to exit."""
+        return self.stop.timeout if self.stop.timeout is not None else self.stop_timeout
 
 
 @dataclass(frozen=True)
@@ -341,6 +367,26 @@ def _name(value: Any) -> str:
     return name
 
 
+_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
+
+
+def _signal_name(value: Any) -> str:
+    name = _string(value).upper()
+    name = name if name.startswith("SIG") else "SIG" + name
+    if name not in _SIGNALS:
+        raise ConfigError(f"{value!r} is not a signal the harness sends (write one of "
+                          f"{', '.join(_SIGNALS)}; SIGKILL always comes last by itself)")
+    return name
+
+
+def _stop_request(value: Any) -> str:
+    text = _string(value).strip()
+    method, _, path = text.rpartition(" ")
+    if not path.startswith("/") or (method and method.strip().upper() not in _METHODS):
+        raise ConfigError(f"{value!r} is not METHOD /path (write e.g. \"PUT /shutdown\")")
+    return f"{method.strip().upper() or 'GET'} {path}"
+
+
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 
@@ -382,6 +428,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
         Key("ready", "table", None),
         Key("stop_timeout", "duration", _positive_duration),
         Key("python", "boolean", _boolean),
+        Key("stop", "table", None),
+    ),
+    "subject.stop": _keys(
+        Key("http", "string (METHOD /path)", lambda v: _stop_request(v)),
+        Key("headers", "table of strings", _strings),
+        Key("then", "string (signal)", lambda v: _signal_name(v)),
+        Key("timeout", "duration", _positive_duration),
     ),
     "subject.setup": _keys(
         Key("command", "array of strings", _arguments),
@@ -628,7 +681,34 @@ def _subject(problems: _Problems, raw: Any, variables: Mapping[str, str]) -> Sub
         fields["setup"] = _setup(problems, fields["setup"], variables, instances)
     if "ready" in fields:
         fields["ready"] = _readiness(problems, fields["ready"])
+    if "stop" in fields:
+        fields["stop"] = _stop(problems, fields["stop"], variables)
     return Subject(**fields)
+
+
+def _stop(problems: _Problems, raw: Any, variables: Mapping[str, str]) -> StopSequence:
+    path: KeyPath = ("subject", "stop")
+    if isinstance(raw, str):  # stop = "SIGINT": a signal alone
+        try:
+            return StopSequence(then=_signal_name(raw))
+        except ConfigError as exc:
+            problems.add(path, str(exc))
+            return StopSequence()
+    fields = _read(problems, path, raw, "subject.stop")
+    if not fields:
+        return StopSequence()
+    if "http" in fields:
+        fields["http"] = _template(problems, (*path, "http"), fields["http"], variables,
+                                   runtime=False)
+    if "headers" in fields:
+        fields["headers"] = {
+            name: _template(problems, (*path, "headers", name), value, variables, runtime=False)
+            for name, value in fields["headers"].items()
+        }
+        if "http" not in fields:
+            problems.add((*path, "headers"), "headers go with http (add http = \"PUT /shutdown\" "
+                                             "or remove headers)")
+    return StopSequence(**fields)
 
 
 def _endpoint(

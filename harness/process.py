@@ -6,6 +6,15 @@ group of its own (POSIX session, Windows process group), and stopping it asks th
 terminate (SIGTERM / CTRL_BREAK_EVENT), waits, then kills every descendant psutil still sees.
 Processes still running when the interpreter exits (an interrupt between start and stop) are
 stopped by an atexit hook, so no run leaves orphans behind.
+
+Every process started here carries an environment marker (HARNESS_RUN_MARKER, one value per
+started process, sharing this harness process' prefix) that its descendants inherit. A daemon that
+double-forks and calls setsid() leaves both the parent chain and the process group, but not its
+environment: teardown finds it by the marker (and by its session, where the platform tells).
+
+Stopping follows a sequence: an optional first step (an HTTP request the caller sends), then a
+signal, then SIGKILL. Which step ended the process and how long it took is returned as a
+StopOutcome; reaching SIGKILL carries a warning for the output and results.json.
 """
 
 from __future__ import annotations
@@ -17,13 +26,49 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import psutil
 
 _LIVE: dict[int, subprocess.Popen] = {}
+_MARKERS: dict[int, str] = {}  # pid of a started process -> its marker value
+
+RUN_MARKER = "HARNESS_RUN_MARKER"
+# This harness process' prefix; every started process gets PREFIX-N, so one tree can be told
+# from another while a final sweep finds everything this run started.
+_PREFIX = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+_COUNTER = [0]
+
+
+@dataclass(frozen=True)
+class StopOutcome:
+    """How a process tree ended: the step that ended it, after how long, and its exit code."""
+
+    step: str  # "exited" (already gone), "http PUT /shutdown", "SIGTERM", "SIGINT", "SIGKILL"
+    seconds: float
+    returncode: int | None
+    warning: str | None = None  # set when it had to be killed
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {"step": self.step, "seconds": round(self.seconds, 3)}
+        if self.warning:
+            out["warning"] = self.warning
+        return out
+
+
+def marker_prefix() -> str:
+    """The marker prefix of every process this harness process starts."""
+    return _PREFIX
+
+
+def _next_marker() -> str:
+    _COUNTER[0] += 1
+    return f"{_PREFIX}-{_COUNTER[0]}"
 
 
 def start_process(
@@ -36,6 +81,9 @@ def start_process(
 ) -> subprocess.Popen:
     """Start `argv` in a new process group; raises OSError when it cannot be executed."""
     kwargs: dict[str, Any] = {}
+    marker = _next_marker()
+    environment = dict(os.environ if env is None else env)
+    environment[RUN_MARKER] = marker
     if sys.platform == "win32":
         kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
     else:
@@ -43,14 +91,31 @@ def start_process(
     proc = subprocess.Popen(  # pylint: disable=consider-using-with  # stopped by stop_process_tree
         list(argv),
         cwd=None if cwd is None else str(cwd),
-        env=None if env is None else dict(env),
+        env=environment,
         stdin=subprocess.DEVNULL,
         stdout=stdout,
         stderr=stderr,
         **kwargs,
     )
     _LIVE[proc.pid] = proc
+    _MARKERS[proc.pid] = marker
     return proc
+
+
+def marked(marker: str, *, prefix: bool = False) -> list[psutil.Process]:
+    """Running processes whose environment carries `marker` (or a marker starting with it)."""
+    found = []
+    me = os.getpid()
+    for proc in psutil.process_iter():
+        if proc.pid == me:
+            continue
+        try:
+            value = proc.environ().get(RUN_MARKER)
+        except (psutil.Error, OSError):
+            continue
+        if value is not None and (value == marker or (prefix and value.startswith(marker + "-"))):
+            found.append(proc)
+    return found
 
 
 def _descendants(pid: int) -> list[psutil.Process]:
@@ -58,18 +123,6 @@ def _descendants(pid: int) -> list[psutil.Process]:
         return psutil.Process(pid).children(recursive=True)
     except psutil.Error:
         return []
-
-
-def _group_members(pgid: int) -> list[psutil.Process]:
-    """Processes in POSIX process group `pgid` (children re-parented to init are found this way)."""
-    members = []
-    for proc in psutil.process_iter():
-        try:
-            if os.getpgid(proc.pid) == pgid and proc.pid != os.getpid():
-                members.append(proc)
-        except (OSError, psutil.Error):
-            continue
-    return members
 
 
 def _ask_to_terminate(proc: subprocess.Popen) -> None:
@@ -91,45 +144,140 @@ def _kill_all(procs: list[psutil.Process]) -> None:
     psutil.wait_procs(procs, timeout=5)
 
 
-def stop_process_tree(proc: subprocess.Popen, *, timeout: float = 10.0) -> int | None:
-    """Stop `proc` and every descendant; return its exit code (None if it could not be reaped).
-
-    An interrupt while waiting still kills the tree before it propagates. The root is waited for
-    through Popen only: psutil would reap it and lose its exit code.
-    """
-    tree = _others(proc)
+def _signal_tree(proc: subprocess.Popen, tree: Sequence[psutil.Process], signum: int) -> None:
+    """Send `signum` to the root's group and to every member of the tree."""
+    if sys.platform == "win32":
+        _ask_to_terminate(proc)
+        return
     try:
-        if proc.poll() is None or tree:
-            _ask_to_terminate(proc)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
-            _, alive = psutil.wait_procs(_alive(tree), timeout=max(0.1, min(timeout, 2.0)))
-            tree = alive
+        os.killpg(proc.pid, signum)
+    except (OSError, ValueError):
+        pass
+    for member in tree:
+        try:
+            member.send_signal(signum)
+        except psutil.Error:
+            pass
+
+
+def _wait_all(proc: subprocess.Popen, tree: list[psutil.Process], timeout: float,
+              repeat: Callable[[], None] | None = None) -> list[psutil.Process]:
+    """Wait up to `timeout` for the root and the tree; what is still alive (root excluded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = _alive(tree)
+        if proc.poll() is not None and not alive:
+            return []
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return alive
+        if repeat is not None:
+            repeat()
+        time.sleep(min(0.05 if repeat is None else 1.0, left))
+
+
+def stop_process_tree(proc: subprocess.Popen, *, timeout: float = 10.0) -> int | None:
+    """Stop `proc` and every descendant; return its exit code (None if it could not be reaped)."""
+    return stop_sequence(proc, timeout=timeout).returncode
+
+
+def stop_sequence(
+    proc: subprocess.Popen,
+    *,
+    timeout: float = 10.0,
+    first: tuple[str, Callable[[], None]] | None = None,
+    signal_name: str = "SIGTERM",
+    repeat_signal: bool = False,
+) -> StopOutcome:
+    """Stop `proc` and every descendant (marked, in its group or session, or its children).
+
+    The steps: `first` (a label and a callable, e.g. an HTTP shutdown request), waiting `timeout`;
+    then `signal_name` to the whole tree, waiting `timeout` (re-sent every second when
+    `repeat_signal`: valgrind only delivers it at the next system call); then SIGKILL, with a
+    warning. An interrupt while waiting still kills the tree before it propagates. The root is
+    waited for through Popen only: psutil would reap it and lose its exit code.
+    """
+    began = time.monotonic()
+    tree = _others(proc)
+    step = "exited"
+    warning = None
+    done = False
+    try:
+        if proc.poll() is None or _alive(tree):
+            if first is not None:
+                step = first[0]
+                try:
+                    first[1]()
+                except Exception:  # pylint: disable=broad-exception-caught  # next step follows
+                    pass
+                tree = _union(tree, _others(proc))
+                done = not _wait_all(proc, tree, timeout) and proc.poll() is not None
+            if not done:
+                step = signal_name
+                signum = _signal_number(signal_name)
+                tree = _union(tree, _others(proc))
+                _signal_tree(proc, tree, signum)
+                repeat = (lambda: _signal_tree(proc, _alive(tree), signum)) if repeat_signal \
+                    else None
+                done = not _wait_all(proc, tree, timeout, repeat) and proc.poll() is not None
+            if not done:
+                step = "SIGKILL"
+                waited = time.monotonic() - began
+                warning = (f"the subject did not stop within {waited:.1f} s ("
+                           f"{' then '.join(_steps(first, signal_name))}) and was killed with "
+                           f"SIGKILL; configure [subject] stop (an HTTP request or another "
+                           f"signal) or make it exit on {signal_name}")
+        done = True
     finally:
-        # Whatever ignored the polite request, or anything left after an interrupt, is killed.
+        # Whatever ignored the polite requests, or anything left after an interrupt, is killed.
         if proc.poll() is None:
             try:
                 proc.kill()
             except OSError:
                 pass
-        seen = {p.pid for p in tree}
-        _kill_all(_alive(tree + [p for p in _others(proc) if p.pid not in seen]))
+        _kill_all(_alive(_union(tree, _others(proc))))
         try:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
         _LIVE.pop(proc.pid, None)
-    return proc.returncode
+        _MARKERS.pop(proc.pid, None)
+    del done
+    return StopOutcome(step, time.monotonic() - began, proc.returncode, warning)
+
+
+def _steps(first: tuple[str, Callable[[], None]] | None, signal_name: str) -> list[str]:
+    return ([first[0]] if first else []) + [signal_name]
+
+
+def _signal_number(name: str) -> int:
+    if sys.platform == "win32":
+        return int(signal.SIGTERM)
+    return int(getattr(signal, name))
+
+
+def _union(first: list[psutil.Process], second: list[psutil.Process]) -> list[psutil.Process]:
+    seen = {p.pid for p in first}
+    return first + [p for p in second if p.pid not in seen]
 
 
 def _others(proc: subprocess.Popen) -> list[psutil.Process]:
-    """Descendants of `proc` and, on POSIX, members of its group (orphans included); not itself."""
+    """Descendants of `proc` and, on POSIX, members of its group or session (orphans included),
+    and every process carrying its marker (daemons that left both); not itself. One scan."""
     found = {p.pid: p for p in _descendants(proc.pid)}
-    if sys.platform != "win32":
-        found.update({p.pid: p for p in _group_members(proc.pid) if p.pid not in found})
-    found.pop(proc.pid, None)
+    marker = _MARKERS.get(proc.pid)
+    me = os.getpid()
+    for other in psutil.process_iter():
+        if other.pid in found or other.pid in (me, proc.pid):
+            continue
+        try:
+            if sys.platform != "win32" and proc.pid in (os.getpgid(other.pid),
+                                                        os.getsid(other.pid)):
+                found[other.pid] = other
+            elif marker is not None and other.environ().get(RUN_MARKER) == marker:
+                found[other.pid] = other
+        except (OSError, psutil.Error):
+            continue
     return list(found.values())
 
 
@@ -148,6 +296,15 @@ def stop_all(timeout: float = 5.0) -> None:
     """Stop every process this module started that is still running."""
     for proc in list(_LIVE.values()):
         stop_process_tree(proc, timeout=timeout)
+    _kill_all(marked(_PREFIX, prefix=True))  # daemons whose starter was already stopped
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived (an aborted build): unwinds like Ctrl-C, exits 128 + the signal number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
 
 
 @contextlib.contextmanager
@@ -163,7 +320,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
         return
 
     def _raise(signum, frame):  # noqa: ARG001
-        raise KeyboardInterrupt(f"signal {signum}")
+        raise Terminated(signum)
 
     previous = signal.signal(signal.SIGTERM, _raise)
     try:

@@ -123,8 +123,20 @@ class Round:
     probes: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, float | None] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    # optional (absent = not recorded): how the subject was stopped ({"step", "seconds",
+    # "warning"}) and the failed requests by class ({"connect": 2, "reset": 1, ...})
+    stop: dict[str, Any] | None = None
+    errors: dict[str, int] | None = None
 
     def to_json(self) -> dict[str, Any]:
+        out = self._core_json()
+        if self.stop is not None:
+            out["stop"] = dict(self.stop)
+        if self.errors is not None:
+            out["errors"] = dict(self.errors)
+        return out
+
+    def _core_json(self) -> dict[str, Any]:
         return {
             "index": self.index,
             "side": self.side,
@@ -158,6 +170,8 @@ class Round:
             probes=dict(data.get("probes", {})),
             summary=dict(data.get("summary", {})),
             warnings=tuple(data.get("warnings", ())),
+            stop=dict(data["stop"]) if isinstance(data.get("stop"), dict) else None,
+            errors=dict(data["errors"]) if isinstance(data.get("errors"), dict) else None,
         )
 
 

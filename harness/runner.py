@@ -9,8 +9,10 @@ window is the whole timeline, and its callables are
                           comes before) against the line's instances, default [workload] instance
     get PATH              one GET to each of the line's instances (a non-2xx answer is a warning)
     post PATH [BODY]      one POST with BODY (JSON text) to each of the line's instances
-    wait_for PATH [S]     wait until GET PATH answers 2xx (default: the readiness timeout)
-    sleep S               pause the timeline; later lines run no earlier than after it
+    wait_for PATH FIELD VALUE [TIMEOUT]
+                          poll GET PATH until its JSON field FIELD (dotted: a.0.b) equals VALUE
+                          (default timeout 60 s)
+    sleep DURATION        pause the timeline (1200ms, 0.02m, 2); later lines run after it
     stop                  stop the line's instances (their process trees)
     end                   wait for a running workload to finish, then end the timeline
 
@@ -22,13 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import shutil
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,8 +45,10 @@ from harness.process import sigterm_as_interrupt
 from harness.progress import Progress
 from harness.results import ExperimentInfo, RequestLog, ResourceSeries, Results, Round, save_results
 from harness.sampler import ResourceSampler
+from harness.scenario import WAIT_FOR_INTERVAL, WAIT_FOR_TIMEOUT
 from harness.stats import percentile
-from harness.subject import SubjectGroup, http_ok
+from harness.subject import SubjectGroup, http_request
+from harness.units import parse_duration, parse_rate
 
 SAMPLE_LEAD = 0.1  # seconds between the opening resource row and the first intended send
 
@@ -194,10 +197,48 @@ def _ordered(lines: tuple[ScenarioLine, ...]) -> list[tuple[float, ScenarioLine]
 
 def _number(line: ScenarioLine, text: str) -> float:
     try:
-        return float(text.rstrip("s").split("/")[0])
+        return parse_rate(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{line.source}: {line.callable}: {exc}") from None
+
+
+def _seconds(line: ScenarioLine, text: str) -> float:
+    """A duration argument, read exactly as `harness validate` reads it (1200ms, 0.02m, 2m)."""
+    try:
+        return parse_duration(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{line.source}: {line.callable}: {exc}") from None
+
+
+def _dig(value: Any, dotted: str) -> Any:
+    """value["a"][0]["b"] for "a.0.b"; KeyError/IndexError/TypeError when the path is absent."""
+    for part in dotted.split("."):
+        if isinstance(value, list):
+            value = value[int(part)]
+        elif isinstance(value, dict):
+            value = value[part]
+        else:
+            raise TypeError(part)
+    return value
+
+
+def _field_value(url: str, dotted: str) -> str:
+    """The JSON field at `dotted` of GET url as text (JSON for non-strings), or what went wrong."""
+    try:
+        status, body = http_request(url, timeout=5)
+    except OSError as exc:
+        return f"no answer ({exc})"
+    if not 200 <= status < 300:
+        return f"HTTP {status}"
+    try:
+        document = json.loads(body.decode("utf-8", errors="replace"))
     except ValueError:
-        raise ConfigError(
-            f"{line.source}: {line.callable}: {text!r} is not a number, e.g. 5 or 5/s") from None
+        return "an answer that is not JSON"
+    try:
+        found = _dig(document, dotted)
+    except (KeyError, IndexError, TypeError, ValueError):
+        return f"no field {dotted}"
+    return found if isinstance(found, str) else json.dumps(found)
 
 
 class _Timeline:
@@ -262,14 +303,17 @@ class _Timeline:
         body = line.args[1].encode("utf-8") if method == "POST" and len(line.args) > 1 else None
         for number in self._targets(line):
             url = self.group.instance(number).url + line.args[0]
-            request = urllib.request.Request(url, data=body, method=method,
-                                             headers={"Content-Type": "application/json"})
             try:
-                with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-                    response.read()
-            except (urllib.error.URLError, OSError) as exc:
+                status, _ = http_request(url, method=method, body=body, timeout=10,
+                                         headers={"Content-Type": "application/json"})
+            except OSError as exc:
                 self.window.warnings.append(
                     f"{line.source}: {method} {line.args[0]} on instance {number} failed: {exc}")
+                continue
+            if not 200 <= status < 300:
+                self.window.warnings.append(
+                    f"{line.source}: {method} {line.args[0]} on instance {number} failed: "
+                    f"HTTP {status}")
 
     def _do_get(self, line: ScenarioLine) -> None:
         self._request(line, "GET")
@@ -278,23 +322,30 @@ class _Timeline:
         self._request(line, "POST")
 
     def _do_wait_for(self, line: ScenarioLine) -> None:
-        if not line.args:
-            raise ConfigError(f"{line.source}: `wait_for` needs a path, e.g. /health")
-        limit = _number(line, line.args[1]) if len(line.args) > 1 else \
-            self.experiment.subject.ready.timeout
+        if len(line.args) < 3:
+            raise ConfigError(f"{line.source}: usage: wait_for PATH FIELD VALUE [TIMEOUT], e.g. "
+                              "wait_for /downloads downloads.0.state complete 2m")
+        path, field_path, wanted = line.args[:3]
+        limit = _seconds(line, line.args[3]) if len(line.args) > 3 else WAIT_FOR_TIMEOUT
         for number in self._targets(line):
-            url = self.group.instance(number).url + line.args[0]
+            url = self.group.instance(number).url + path
             deadline = time.monotonic() + limit
-            while not http_ok(url):
+            seen = "no answer"
+            while True:
+                seen = _field_value(url, field_path)
+                if seen == wanted:
+                    break
                 if time.monotonic() > deadline:
                     raise SubjectError(
-                        f"{line.source}: instance {number} did not answer GET {line.args[0]} "
-                        f"with 2xx within {limit:g} s."
+                        f"{line.source}: instance {number}: GET {path} field {field_path} was "
+                        f"not {wanted!r} within {limit:g} s (last seen: {seen}); raise the "
+                        f"TIMEOUT argument or check the subject's log in {self.group.log_dir}."
                     )
-                time.sleep(0.05)
+                self.group.check_alive(self._targets(line))
+                time.sleep(WAIT_FOR_INTERVAL)
 
     def _do_sleep(self, line: ScenarioLine) -> None:
-        time.sleep(_number(line, line.args[0]) if line.args else 0.0)
+        time.sleep(_seconds(line, line.args[0]) if line.args else 0.0)
 
     def _do_stop(self, line: ScenarioLine) -> None:
         self.group.stop(self._targets(line))
@@ -336,6 +387,16 @@ def _validity(experiment: Experiment, window: _Window) -> str | None:
     return None
 
 
+def _error_kinds(log: RequestLog) -> dict[str, int]:
+    """How many requests failed in each class (connect, reset, timeout, http_status, ...)."""
+    kinds: dict[str, int] = {}
+    for error in log.error:
+        if error is not None:
+            kind = driver_mod.error_kind(error)
+            kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
+
+
 def _summary(log: RequestLog, load: driver_mod.DriverResult | None, series: ResourceSeries | None,
              probes: dict[str, Any], duration: float) -> dict[str, float | None]:
     summary: dict[str, float | None] = {}
@@ -367,12 +428,14 @@ def run_round(
     group = SubjectGroup(experiment.subject, probes=experiment.probes, work_dir=round_dir,
                          project_root=project_root, python=python, variables=experiment.variables)
     with group:
-        if experiment.scenario:
-            window = _Timeline(experiment, group, rate, progress).run()
-        else:
-            assert rate is not None or workload is None
-            window = _plain_window(experiment, group, rate or 0.0, progress)
-    reason = _validity(experiment, window)
+        with group.watch():
+            if experiment.scenario:
+                window = _Timeline(experiment, group, rate, progress).run()
+            else:
+                assert rate is not None or workload is None
+                window = _plain_window(experiment, group, rate or 0.0, progress)
+        deaths = group.deaths()
+    reason = "; ".join(deaths) if deaths else _validity(experiment, window)
     warnings = tuple(group.warnings + window.warnings)
     rounds = []
     for instance in group.instances:
@@ -391,6 +454,8 @@ def run_round(
             summary=_summary(log, window.load if loaded else None, series, probes,
                              window.duration),
             warnings=warnings + probe_warnings,
+            stop=instance.stop_outcome.to_json() if instance.stop_outcome else None,
+            errors=_error_kinds(log) or None,
         ))
         shutil.rmtree(instance.state_dir, ignore_errors=True)  # can be large; logs stay
     return rounds

@@ -45,6 +45,33 @@ def require(name: str, environ: Mapping[str, str] | None = None) -> str:
     return value
 
 
+# What a subject inherits from the harness' environment: what programs need to run, locate
+# themselves and format text, and nothing that could hold a credential. The experiment's
+# [subject] env adds the rest explicitly.
+_ALLOWED = ("PATH", "HOME", "USER", "USERNAME", "LOGNAME", "SHELL", "TERM", "LANG", "LANGUAGE",
+            "TZ", "TMPDIR", "TEMP", "TMP", "VIRTUAL_ENV", "XDG_RUNTIME_DIR", "SSL_CERT_FILE",
+            "SSL_CERT_DIR", "SYSTEMROOT", "SYSTEMDRIVE", "COMSPEC", "PATHEXT", "WINDIR",
+            "APPDATA", "LOCALAPPDATA", "PROGRAMDATA", "PROGRAMFILES", "USERPROFILE",
+            "NUMBER_OF_PROCESSORS", "PROCESSOR_ARCHITECTURE")
+_ALLOWED_PREFIXES = ("LC_", "PYTHON", "COVERAGE_")  # locale, the interpreter's own, coverage.py
+
+
+def subject_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The part of the harness' environment a subject (or setup command) inherits: an allow list,
+    never a variable the harness reads a secret from, nor a value registered as secret."""
+    env = os.environ if environ is None else environ
+    secret_values = {v for v in _REGISTERED} | {env.get(n, "") for n in SECRET_VARIABLES}
+    secret_values.discard("")
+    out = {}
+    for name, value in env.items():
+        upper = name.upper()
+        if upper in SECRET_VARIABLES or upper == JENKINS_USER or value in secret_values:
+            continue
+        if upper in _ALLOWED or upper.startswith(_ALLOWED_PREFIXES):
+            out[name] = value
+    return out
+
+
 def register_secret(value: str) -> None:
     """Treat `value` as a secret from now on: redact() replaces it wherever it appears."""
     if len(value) >= _MIN_SECRET_LENGTH:

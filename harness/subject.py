@@ -5,18 +5,27 @@ before any instance starts, so each command can name its peers ({peers}). Output
 file per instance and stream; an instance that exits early, never becomes ready, or finds its port
 taken raises SubjectError quoting the last lines of its log. `SubjectGroup` is a context manager:
 whatever happens inside (an error, KeyboardInterrupt), every process tree is stopped on the way out.
+
+This is the one lifecycle of subjects: `harness run`, `harness perf`, the instruction tier and the
+benches start, watch and stop them through this module and harness.process. The subject's
+environment is an allow list of the harness' own (harness.secrets.subject_environment: never a
+token) plus what the experiment sets. While a round runs, `watch()` checks every instance is still
+alive; an instance that exits without being asked is a death that makes the round invalid. Stopping
+follows `[subject] stop`: an optional HTTP request, a signal, then SIGKILL with a warning; the step
+that stopped each instance and how long it took are kept on the Instance.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -24,10 +33,12 @@ from typing import IO, Any
 from harness import probes as probes_mod
 from harness.errors import SubjectError
 from harness.experiment import Probes, Subject, expand
-from harness.process import start_process, stop_process_tree
+from harness.process import StopOutcome, start_process, stop_process_tree, stop_sequence
+from harness.secrets import redact, subject_environment
 
 LOG_TAIL = 20
 _POLL = 0.05
+_WATCH = 0.2  # seconds between two liveness checks of a running round
 # No proxies: an http_proxy in a CI agent's environment must not intercept loopback checks.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -66,7 +77,7 @@ def log_tail(paths: Sequence[Path], lines: int = LOG_TAIL) -> str:
             continue
         tail = text.splitlines()[-lines:]
         if tail:
-            parts.append(f"--- last {len(tail)} lines of {path} ---\n" + "\n".join(tail))
+            parts.append(redact(f"--- last {len(tail)} lines of {path} ---\n" + "\n".join(tail)))
     return "\n".join(parts) if parts else "(the logs are empty)"
 
 
@@ -92,6 +103,9 @@ class Instance:
     process: subprocess.Popen | None = None
     returncode: int | None = None
     stopped: bool = False
+    stopping: bool = False  # the harness asked it to stop (its exit is not a death)
+    died: str | None = None  # why it counts as dead: exited on its own while the round ran
+    stop_outcome: StopOutcome | None = None
 
     @property
     def url(self) -> str:
@@ -158,7 +172,7 @@ class SubjectGroup:
 
     def environment(self, instance: Instance) -> dict[str, str]:
         values = self.values(instance)
-        env = dict(os.environ)
+        env = subject_environment()
         env.update({k: expand((v,), values)[0] for k, v in self.subject.env.items()})
         env, warnings = probes_mod.probe_environment(
             self.probes, data_dir=instance.probe_dir, base_env=env,
@@ -277,14 +291,84 @@ class SubjectGroup:
             return http_ok(instance.url + self.subject.ready.http)
         return True
 
+    # -- liveness ----------------------------------------------------------------------------------
+
+    def _check(self, elapsed: float | None) -> None:
+        for instance in self.instances:
+            if instance.process is None or instance.stopping or instance.died:
+                continue
+            code = instance.process.poll()
+            if code is not None and not instance.stopping:
+                at = f" {elapsed:.1f} s into the round" if elapsed is not None else ""
+                instance.died = (f"instance {instance.number} exited with code {code}{at} "
+                                 f"without being stopped (see {instance.stdout_path.parent})")
+
+    @contextmanager
+    def watch(self) -> Iterator[None]:
+        """Check every instance stays alive while inside (and once more at the end)."""
+        begin = time.monotonic()
+        halt = threading.Event()
+
+        def loop() -> None:
+            while not halt.wait(_WATCH):
+                self._check(time.monotonic() - begin)
+
+        watcher = threading.Thread(target=loop, name="liveness", daemon=True)
+        watcher.start()
+        try:
+            yield
+        finally:
+            halt.set()
+            watcher.join()
+            self._check(time.monotonic() - begin)
+
+    def deaths(self) -> list[str]:
+        """Why instances count as dead (exited while the round ran, not asked to); [] if none."""
+        self._check(None)
+        return [i.died for i in self.instances if i.died]
+
+    def check_alive(self, numbers: Sequence[int] | None = None) -> None:
+        """SubjectError when one of the given instances (default: all) died."""
+        self._check(None)
+        for instance in self.instances:
+            if instance.died and (numbers is None or instance.number in numbers):
+                raise SubjectError(f"{instance.died}.\n{log_tail(instance.logs)}")
+
+    @property
+    def log_dir(self) -> Path:
+        return self.instances[0].directory.parent
+
+    # -- stopping ----------------------------------------------------------------------------------
+
+    def _shutdown_request(self, instance: Instance):
+        stop = self.subject.stop
+        if not stop.http:
+            return None
+        method, path = stop.method_path
+
+        def send() -> None:
+            http_request(instance.url + path, method=method, headers=stop.headers,
+                         timeout=min(5.0, self.subject.stop_wait))
+
+        return (f"http {method} {path}", send)
+
     def stop(self, numbers: Sequence[int] | None = None) -> None:
         """Stop the given instances (default: all) and their process trees; idempotent."""
         for instance in self.instances:
             if numbers is not None and instance.number not in numbers:
                 continue
             if instance.process is not None and not instance.stopped:
-                instance.returncode = stop_process_tree(
-                    instance.process, timeout=self.subject.stop_timeout)
+                self._check(None)  # an exit before this call is a death, not a stop
+                instance.stopping = True
+                outcome = stop_sequence(
+                    instance.process, timeout=self.subject.stop_wait,
+                    first=self._shutdown_request(instance), signal_name=self.subject.stop.then)
+                instance.stop_outcome = outcome
+                instance.returncode = outcome.returncode
+                if outcome.warning:
+                    note = f"instance {instance.number}: {outcome.warning}"
+                    self.warnings.append(note)
+            instance.stopping = True
             instance.stopped = True
         if numbers is None:
             for handle in self._handles:
@@ -302,6 +386,20 @@ class SubjectGroup:
         raise SubjectError(
             f"instance {number} does not exist: the subject has {len(self.instances)} instance(s)."
         )
+
+
+def http_request(url: str, *, method: str = "GET", headers: Mapping[str, str] | None = None,
+                 body: bytes | None = None, timeout: float = 1.0) -> tuple[int, bytes]:
+    """(status, body) of one request to the subject, bypassing proxies; HTTP errors are statuses,
+    connection errors raise OSError."""
+    request = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
+    try:
+        with _OPENER.open(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, b""
+    except urllib.error.URLError as exc:
+        raise OSError(str(exc.reason)) from exc
 
 
 def http_ok(url: str, timeout: float = 1.0) -> bool:

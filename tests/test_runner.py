@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import pytest
 
 from harness import driver as driver_mod
 from harness.errors import ConfigError, SubjectError
-from harness.experiment import Endpoint, MetricPolicy
+from harness.experiment import Endpoint, MetricPolicy, load_experiment, validate_experiment
 from harness.results import load_results
 from harness.runner import run_experiment, run_round
 from tests.data.tiny import (
@@ -19,6 +22,7 @@ from tests.data.tiny import (
 )
 
 pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(experiment, out, **kwargs):
@@ -100,7 +104,8 @@ def test_every_instance_gets_a_round_and_only_the_loaded_one_has_requests(tmp_pa
 @pytest.mark.slow
 def test_a_scenario_runs_its_timeline(tmp_path):
     scenario = (
-        line(0, "wait_for", "/health"),
+        line(0, "wait_for", "/status", "items.0.state", "complete"),
+        line(0, "wait_for", "/status", "items.0.count", "3", "1200ms"),
         line(0, "post", "/echo", '{"infohash": "ab"}'),
         line(0.3, "workload", "40/s"),
         line(None, "get", "/missing"),
@@ -137,3 +142,59 @@ def test_an_unknown_scenario_callable_names_its_line(tmp_path):
 def test_an_experiment_without_workload_or_scenario_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="neither a \\[workload\\] nor a scenario"):
         _run(tiny_experiment(no_workload=True), tmp_path)
+
+
+def test_wait_for_names_the_field_it_never_saw(tmp_path):
+    experiment = tiny_experiment(no_workload=True, scenario=(
+        line(0, "wait_for", "/status", "items.0.state", "failed", "0.3s"),))
+    with pytest.raises(SubjectError, match=r"field items.0.state was not 'failed' within 0.3 s "
+                                           r"\(last seen: complete\)"):
+        _run(experiment, tmp_path)
+
+
+def test_sleep_reads_the_units_validate_accepts(tmp_path):
+    experiment = tiny_experiment(no_workload=True, scenario=(line(0, "sleep", "0.005m"),
+                                                             line(None, "sleep", "100ms"),
+                                                             line(None, "end")))
+    (only,) = _run(experiment, tmp_path).rounds
+    assert only.duration >= 0.4
+
+
+def test_an_instance_dying_during_the_round_makes_it_invalid(tmp_path):
+    experiment = tiny_experiment(subject=tiny_subject("die-soon", instances=2),
+                                 no_workload=True,
+                                 scenario=(line(0, "sleep", "1.2"), line(None, "end")))
+    results = _run(experiment, tmp_path)
+    assert not results.valid
+    assert all("exited with code 7" in r.invalid_reason for r in results.rounds)
+
+
+def test_rounds_record_how_each_instance_was_stopped(tmp_path):
+    results = _run(tiny_experiment(workload=tiny_workload(requests=10)), tmp_path)
+    (only,) = results.rounds
+    assert only.stop["step"] == "SIGTERM" and "warning" not in only.stop
+    assert load_results(tmp_path / "results.json").rounds[0].stop["step"] == "SIGTERM"
+
+
+# -- every shipped experiment runs end to end (shortened) ----------------------------------------
+
+SHIPPED = sorted(ROOT.glob("experiments/*.toml"))
+SMALL = {"channels": "5", "torrents": "40", "source_torrents": "40", "idle": "0:02",
+         "sync_interval": "0.5", "download_timeout": "60s"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_every_shipped_experiment_runs(path, tmp_path):
+    assert validate_experiment(path) == []
+    raw = load_experiment(path)
+    overrides = {k: v for k, v in SMALL.items() if k in raw.variables}
+    experiment = load_experiment(path, overrides=overrides)
+    if experiment.workload is not None:  # --set shortens the state, this the load
+        experiment = dataclasses.replace(experiment, workload=dataclasses.replace(
+            experiment.workload, requests=8, duration=None, warmup=0.0,
+            rates=tuple(sorted(experiment.workload.rates)[-2:])))
+    results = run_experiment(experiment, out_dir=tmp_path, label="candidate", progress=False,
+                             project_root=ROOT, python=PYTHON)
+    assert results.valid, [r.invalid_reason for r in results.rounds]
+    assert not [w for r in results.rounds for w in r.warnings if "failed" in w]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import time
+from dataclasses import replace
 
 import psutil
 import pytest
 
 from harness import subject as subject_mod
 from harness.errors import SubjectError
-from harness.experiment import Probes, Readiness, SetupCommand
+from harness.experiment import Probes, Readiness, SetupCommand, StopSequence
 from harness.subject import SubjectGroup, free_ports, port_is_free
 from tests.data.tiny import (
     PYTHON,
@@ -149,3 +152,78 @@ def test_variables_fill_placeholders(tmp_path):
     with _group(tmp_path, subject, variables={"db": "worker"}) as group:
         pass
     assert "peers db=worker)" in group.instances[0].stdout_path.read_text()
+
+
+# -- the stop sequence, daemons, liveness, the environment -----------------------------------------
+
+
+def _stopped(tmp_path, subject):
+    with _group(tmp_path, subject) as group:
+        (instance,) = group.instances
+    return group, instance
+
+
+def test_a_subject_that_stops_over_http_is_not_signalled_or_killed(tmp_path):
+    stop = StopSequence(http="PUT /shutdown", headers={"X-Key": "k"}, timeout=5.0)
+    group, instance = _stopped(tmp_path, replace(tiny_subject("ignore-term"), stop=stop))
+    assert instance.stop_outcome.step == "http PUT /shutdown"
+    assert instance.stop_outcome.warning is None and not group.warnings
+    assert instance.returncode == 0  # it exited on its own: no SIGKILL
+    assert instance.stop_outcome.to_json()["seconds"] < 5.0
+
+
+def test_a_subject_that_never_stops_is_killed_with_a_warning(tmp_path):
+    stop = StopSequence(http="PUT /missing", timeout=0.5)  # answered 404, still running
+    group, instance = _stopped(tmp_path, replace(tiny_subject("ignore-term"), stop=stop))
+    assert instance.stop_outcome.step == "SIGKILL"
+    assert "http PUT /missing then SIGTERM" in instance.stop_outcome.warning
+    assert any("killed with SIGKILL" in w for w in group.warnings)
+    assert instance.stop_outcome.to_json()["warning"]
+
+
+def test_a_subject_ignoring_sigterm_stops_on_the_configured_signal(tmp_path):
+    stop = StopSequence(then="SIGINT", timeout=5.0)
+    group, instance = _stopped(tmp_path, replace(tiny_subject("ignore-term"), stop=stop))
+    assert instance.stop_outcome.step == "SIGINT" and not group.warnings
+
+
+def test_a_daemonised_descendant_is_found_by_its_marker_and_stopped(tmp_path):
+    with _group(tmp_path, tiny_subject("daemon")) as group:
+        pid_file = group.instances[0].state_dir / "daemon.pid"
+        for _ in range(100):
+            if pid_file.exists() and pid_file.read_text():
+                break
+            time.sleep(0.05)
+        daemon = psutil.Process(int(pid_file.read_text()))
+        assert os.getsid(daemon.pid) != os.getsid(group.instances[0].process.pid)
+    assert not daemon.is_running() or daemon.status() == psutil.STATUS_ZOMBIE
+
+
+def test_an_instance_that_dies_during_the_round_is_a_death(tmp_path):
+    with _group(tmp_path, tiny_subject("die-soon", instances=2)) as group:
+        with group.watch():
+            time.sleep(1.5)
+        deaths = group.deaths()
+    assert len(deaths) == 2 and "exited with code 7" in deaths[0]
+
+
+def test_an_instance_stopped_on_purpose_is_not_a_death(tmp_path):
+    with _group(tmp_path, tiny_subject(instances=2)) as group:
+        with group.watch():
+            group.stop([2])
+            time.sleep(0.5)
+        assert group.deaths() == []
+
+
+def test_the_subject_never_inherits_the_harness_tokens(tmp_path, monkeypatch):
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_marker_token_1")
+    monkeypatch.setenv("JENKINS_TOKEN", "jenkins_marker_token_2")
+    monkeypatch.setenv("SOME_CI_PASSWORD", "pw_marker_3")
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    group = SubjectGroup(tiny_subject(), probes=Probes(loop_lag=True), work_dir=tmp_path / "r",
+                         project_root=tmp_path, python=PYTHON)
+    env = group.environment(group.instances[0])
+    assert "GITHUB_TOKEN" not in env and "JENKINS_TOKEN" not in env
+    assert "SOME_CI_PASSWORD" not in env
+    assert env["LC_ALL"] == "C.UTF-8" and env["TINY_PEERS"] == "" and "PATH" in env
+    assert "PYTHONPATH" in env  # the probes' startup hook still reaches the subject

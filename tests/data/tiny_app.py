@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -41,6 +42,13 @@ def build_app(state_dir: Path) -> web.Application:
         await asyncio.sleep(float(request.query.get("s", "0.2")))
         return web.Response(text="late")
 
+    async def status(request: web.Request) -> web.Response:
+        return web.json_response({"items": [{"state": "complete", "count": 3}]})
+
+    async def shutdown(request: web.Request) -> web.Response:
+        asyncio.get_running_loop().call_later(0.05, os._exit, 0)
+        return web.Response(text="bye")
+
     async def fail(request: web.Request) -> web.Response:
         return web.Response(status=500, text="no")
 
@@ -51,6 +59,8 @@ def build_app(state_dir: Path) -> web.Application:
     app.router.add_post("/echo", echo)
     app.router.add_get("/slow", slow)
     app.router.add_get("/fail", fail)
+    app.router.add_get("/status", status)
+    app.router.add_put("/shutdown", shutdown)
     return app
 
 
@@ -59,7 +69,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--mode", default="normal",
-                        choices=["normal", "exit", "never-ready", "ignore-term", "spawn-child"])
+                        choices=["normal", "exit", "never-ready", "ignore-term", "spawn-child",
+                                 "daemon", "die-soon"])
     args = parser.parse_args()
     state_dir = Path(args.state_dir)
     print(f"tiny starting (mode {args.mode}, peers {os.environ.get('TINY_PEERS', '')})", flush=True)
@@ -71,6 +82,16 @@ def main() -> None:
             time.sleep(0.1)
     if args.mode == "ignore-term":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if args.mode == "daemon":  # double fork + setsid: a daemon outside our group and session
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                (state_dir / "daemon.pid").write_text(str(os.getpid()))
+                while True:
+                    time.sleep(0.1)
+            os._exit(0)
+    if args.mode == "die-soon":  # ready, then dies on its own a moment later
+        threading.Timer(0.6, os._exit, (7,)).start()
     if args.mode == "spawn-child":
         child = subprocess.Popen([sys.executable, "-c", "import time\nwhile True: time.sleep(0.1)"])
         (state_dir / "child.pid").write_text(str(child.pid))
