@@ -4,11 +4,29 @@ from __future__ import annotations
 
 import argparse
 import sys
+import sysconfig
+import tempfile
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, TextIO
 
 import harness
-from harness.errors import ExitCode, HarnessError
+from harness.errors import ConfigError, ExitCode, HarnessError
+from harness.files import check_output_dir
+from harness.secrets import redact
+
+CRASH_LOG = "harness-crash.log"  # where an unexpected error's traceback is written
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (e.g. 5)") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} rounds measure nothing (give 1 or more)")
+    return value
 
 
 def _parse_sets(values: Sequence[str]) -> dict[str, str]:
@@ -37,6 +55,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from harness.experiment import load_experiment
     from harness.runner import run_experiment
 
+    check_output_dir(Path(args.out))
     experiment = load_experiment(Path(args.experiment), overrides=_parse_sets(args.set))
     results = run_experiment(
         experiment,
@@ -46,7 +65,34 @@ def _cmd_run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     print(f"wrote {Path(args.out) / 'results.json'} ({len(results.rounds)} rounds)")
-    return ExitCode.OK if results.valid else ExitCode.ERROR
+    for line in _stop_notes(results.rounds):
+        print(f"harness: warning: {line}", file=sys.stderr)
+    if results.valid:
+        return ExitCode.OK
+    invalid = [r for r in results.rounds if not r.valid]
+    rounds = sorted({r.index for r in invalid})
+    print(f"harness: error: {len(rounds)} of {len({r.index for r in results.rounds})} rounds are "
+          "invalid, so these results cannot be compared:", file=sys.stderr)
+    seen: set[str] = set()
+    for r in invalid:
+        note = f"  round {r.index} (instance {r.instance}): {r.invalid_reason}"
+        if r.invalid_reason not in seen:
+            print(note, file=sys.stderr)
+            seen.add(r.invalid_reason or "")
+    print(f"  (details in {Path(args.out) / 'results.json'} and the logs under "
+          f"{Path(args.out) / 'work'})", file=sys.stderr)
+    return ExitCode.ERROR
+
+
+def _stop_notes(rounds: Sequence[Any]) -> list[str]:
+    """Failed requests by class, shown once per round that had any."""
+    notes = []
+    for r in rounds:
+        if r.errors:
+            kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(r.errors.items()))
+            notes.append(f"round {r.index} instance {r.instance}: requests failed or retried: "
+                         f"{kinds}")
+    return notes
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -54,12 +100,20 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from harness.report import terminal_table, write_reports
     from harness.results import load_results
 
-    comparison = compare(
-        load_results(Path(args.baseline)),
-        load_results(Path(args.candidate)),
-        allow_mismatch=args.allow_mismatch,
-    )
-    write_reports(comparison, out_dir=Path(args.out), report_url=args.report_url)
+    from harness.outputs import session_output
+
+    out = Path(args.out)
+    check_output_dir(out)
+    if Path(args.baseline).resolve() == Path(args.candidate).resolve():
+        print(f"harness: warning: {args.baseline} is compared with itself: every difference is "
+              "zero; give the baseline's and the candidate's results.json", file=sys.stderr)
+    with session_output(out) as staging:
+        comparison = compare(
+            load_results(Path(args.baseline)),
+            load_results(Path(args.candidate)),
+            allow_mismatch=args.allow_mismatch,
+        )
+        write_reports(comparison, out_dir=staging, report_url=args.report_url)
     print(terminal_table(comparison))
     return exit_code(comparison, fail_on_inconclusive=args.fail_on_inconclusive)
 
@@ -67,22 +121,26 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_perf(args: argparse.Namespace) -> int:
     from harness.compare import exit_code
     from harness.perf import run_perf
+    from harness.outputs import session_output
     from harness.report import terminal_table
 
-    outcome = run_perf(
-        experiment_path=Path(args.experiment) if args.experiment else None,
-        out_dir=Path(args.out),
-        baseline_ref=args.baseline_ref,
-        baseline_file=Path(args.baseline) if args.baseline else None,
-        baseline_jenkins=args.baseline_jenkins,
-        overrides=_parse_sets(args.set),
-        baseline_overrides=_parse_sets(args.baseline_set),
-        budget=args.budget,
-        rounds=args.rounds,
-        seed=args.seed,
-        report_url=args.report_url,
-    )
-    report = outcome.report.resolve()
+    out = Path(args.out)
+    check_output_dir(out)
+    with session_output(out) as staging:
+        outcome = run_perf(
+            experiment_path=Path(args.experiment) if args.experiment else None,
+            out_dir=staging,
+            baseline_ref=args.baseline_ref,
+            baseline_file=Path(args.baseline) if args.baseline else None,
+            baseline_jenkins=args.baseline_jenkins,
+            overrides=_parse_sets(args.set),
+            baseline_overrides=_parse_sets(args.baseline_set),
+            budget=args.budget,
+            rounds=args.rounds,
+            seed=args.seed,
+            report_url=args.report_url,
+        )
+    report = (out / outcome.report.relative_to(staging)).resolve()
     print(terminal_table(outcome.comparison))
     print(f"{outcome.rounds_per_side} rounds per side in {outcome.duration:.0f} s "
           f"({outcome.stop_reason})")
@@ -149,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Exit codes: 0 OK, 1 broken input or harness, 2 regression found.",
     )
     parser.add_argument("--version", action="version", version=f"harness {harness.__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="print the traceback of an unexpected error (anywhere on the line)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("validate", help="check an experiment definition")
@@ -161,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--label", default="candidate")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--rounds", type=int, default=None, help="rounds (default: the experiment's)")
+    p.add_argument("--rounds", type=_positive, default=None,
+                   help="rounds (default: the experiment's)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_cmd_run)
 
@@ -189,7 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", default=None,
                    help="time the whole session may take while adding rounds to settle an "
                    "inconclusive verdict (default: the experiment's perf_budget, 5m)")
-    p.add_argument("--rounds", type=int, default=None, help="rounds per side to start with")
+    p.add_argument("--rounds", type=_positive, default=None,
+                   help="rounds per side to start with")
     p.add_argument("--seed", type=int, default=None, help="seed of the interleaving order")
     p.add_argument("--fail-on-inconclusive", action="store_true")
     p.add_argument("--report-url", default=None, help="link to the published report")
@@ -236,16 +298,80 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Redacting:
+    """A text stream that passes everything through secrets.redact on its way out."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(redact(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _crash(exc: BaseException, debug: bool) -> int:
+    """An unexpected exception: one line saying what and where, the traceback in a file."""
+    text = redact("".join(traceback.format_exception(exc)))
+    frames = traceback.extract_tb(exc.__traceback__)
+    package = Path(harness.__file__).resolve().parent
+    library = {Path(p).resolve() for k, p in sysconfig.get_paths().items()
+               if k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    # the deepest frame that is not the standard library or a dependency
+    ours = [f for f in frames
+            if not library & set(Path(f.filename).resolve().parents)] or frames
+    where = ""
+    if ours:
+        path = Path(ours[-1].filename).resolve()
+        shown = f"harness/{path.relative_to(package)}" if package in path.parents else path.name
+        where = f" at {shown}:{ours[-1].lineno}"
+    log = Path(tempfile.gettempdir()) / CRASH_LOG
+    try:
+        log.write_text(text, encoding="utf-8")
+        saved = f"; the traceback is in {log}"
+    except OSError:
+        saved = ""
+    if debug:
+        print(text, file=sys.stderr, end="")
+    cause = redact(str(exc)) or "(no message)"
+    print(f"harness: internal error: {type(exc).__name__}: {cause}{where}{saved}; run again "
+          "with --debug to print it, and report it with that file", file=sys.stderr)
+    return int(ExitCode.ERROR)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: the only place that turns errors into exit codes."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    func: Callable[[argparse.Namespace], int] = args.func
+    from harness.process import Terminated
+
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in arguments
+    arguments = [a for a in arguments if a != "--debug"]
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Redacting(stdout), _Redacting(stderr)  # type: ignore[assignment]
     try:
+        parser = build_parser()
+        args = parser.parse_args(arguments)
+        func: Callable[[argparse.Namespace], int] = args.func
         return int(func(args))
     except HarnessError as exc:
         print(f"harness: error: {exc}", file=sys.stderr)
+        if debug:
+            traceback.print_exc()
         return int(ExitCode.ERROR)
+    except Terminated as exc:
+        print("harness: terminated (SIGTERM); subjects stopped, no partial results written",
+              file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("harness: interrupted; subjects stopped, no partial results written", file=sys.stderr)
         return 130
+    except SystemExit:
+        raise
+    except Exception as exc:  # pylint: disable=broad-exception-caught  # the error boundary
+        return _crash(exc, debug)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sys.stdout, sys.stderr = stdout, stderr

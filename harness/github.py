@@ -42,6 +42,9 @@ def cut(text: str, limit: int = MAX_DESCRIPTION) -> str:
 
 def outcome_from(verdict_dir: Path) -> Outcome:
     """Read verdict.json and summary.md (or a fetch's baseline.json when nothing was compared)."""
+    from harness.outputs import check_session  # a failed session's old verdict is never posted
+
+    check_session(verdict_dir)
     verdict_path = verdict_dir / "verdict.json"
     if verdict_path.exists():
         try:
