@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import harness
-from harness.errors import ConfigError, ExitCode, HarnessError
+from harness.errors import ExitCode, HarnessError
 from harness.files import check_output_dir
 from harness.secrets import redact
 
@@ -97,10 +97,9 @@ def _stop_notes(rounds: Sequence[Any]) -> list[str]:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from harness.compare import compare, exit_code
+    from harness.outputs import session_output
     from harness.report import terminal_table, write_reports
     from harness.results import load_results
-
-    from harness.outputs import session_output
 
     out = Path(args.out)
     check_output_dir(out)
@@ -120,8 +119,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _cmd_perf(args: argparse.Namespace) -> int:
     from harness.compare import exit_code
-    from harness.perf import run_perf
     from harness.outputs import session_output
+    from harness.perf import run_perf
     from harness.report import terminal_table
 
     out = Path(args.out)

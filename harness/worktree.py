@@ -130,12 +130,15 @@ def baseline_checkout(root: Path, ref: str, *, cache: Path | None = None) -> Ite
     commit = resolve_commit(root, ref)
     cache = cache or root / ".perf-cache"
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="baseline-", dir=cache))
-    tree = tmp / "tree"
-    _git(["worktree", "add", "--detach", "--force", str(tree), commit], root)
-    try:
+    tmp: Path | None = None
+    try:  # mkdtemp and `worktree add` inside: a Ctrl-C during either leaks nothing
+        tmp = Path(tempfile.mkdtemp(prefix="baseline-", dir=cache))
+        tree = tmp / "tree"
+        _git(["worktree", "add", "--detach", "--force", str(tree), commit], root)
         yield Checkout(root=tree, commit=commit, python=baseline_environment(cache, tree, commit))
     finally:
-        _git(["worktree", "remove", "--force", str(tree)], root, check=False)
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:  # twice --force: an interrupted `add` leaves its worktree locked
+            _git(["worktree", "remove", "--force", "--force", str(tmp / "tree")], root,
+                 check=False)
+            shutil.rmtree(tmp, ignore_errors=True)
         _git(["worktree", "prune"], root, check=False)

@@ -139,3 +139,55 @@ def test_a_driver_on_time_is_valid_and_says_how_late_it_was(tiny):
                                "send_lag_max"}
     assert result.duration >= 0.5
 
+
+
+@pytest.fixture(scope="module")
+def closes_idle(tmp_path_factory):
+    """The tiny app closing idle keep-alive connections after 0.3 s (uvicorn does after 5 s)."""
+    port = free_ports(1)[0]
+    state = tmp_path_factory.mktemp("closing")
+    proc = start_process([PYTHON, str(APP), "--port", str(port), "--state-dir", str(state),
+                          "--keepalive", "0.3"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while not http_ok(f"http://127.0.0.1:{port}/health"):
+            assert time.monotonic() < deadline and proc.poll() is None, "tiny app did not start"
+            time.sleep(0.05)
+        yield port
+    finally:
+        stop_process_tree(proc, timeout=5)
+
+
+@pytest.mark.integration
+def test_a_connection_the_server_closed_is_retried_once_not_counted_as_an_error(
+        closes_idle, monkeypatch):
+    monkeypatch.setattr(driver, "IDLE_LIMIT", 60.0)  # reuse even stale ones: the retry path
+    result = _drive([Endpoint("/hello", "hello")], closes_idle, rate=2.5, requests=4,
+                    connections=1, max_lag=1.0)
+    assert result.log.error == (None,) * 4
+    assert result.retries >= 2  # every request after the first found its connection closed
+
+
+@pytest.mark.integration
+def test_idle_connections_past_the_limit_are_not_reused(closes_idle, monkeypatch):
+    monkeypatch.setattr(driver, "IDLE_LIMIT", 0.1)
+    result = _drive([Endpoint("/hello", "hello")], closes_idle, rate=2.5, requests=4,
+                    connections=1, max_lag=1.0)
+    assert result.log.error == (None,) * 4 and result.retries == 0
+
+
+def test_errors_are_classified():
+    assert driver.error_kind("HTTP 500") == "http_status"
+    assert driver.error_kind("timeout after 1 s") == "timeout"
+    assert driver.error_kind("connect: ConnectionRefusedError: x") == "connect"
+    assert driver.error_kind("reset: closed before any answer (x)") == "reset"
+    assert driver.error_kind("ValueError: bad") == "other"
+
+
+@pytest.mark.integration
+def test_a_refused_connection_is_a_connect_error():
+    port = free_ports(1)[0]
+    result = _drive([Endpoint("/hello", "hello")], port, rate=50, requests=2, connections=1,
+                    max_lag=1.0)
+    assert all(driver.error_kind(e) == "connect" for e in result.log.error)

@@ -71,6 +71,8 @@ def main() -> None:
     parser.add_argument("--mode", default="normal",
                         choices=["normal", "exit", "never-ready", "ignore-term", "spawn-child",
                                  "daemon", "die-soon"])
+    parser.add_argument("--keepalive", type=float, default=75.0,
+                        help="seconds an idle keep-alive connection stays open")
     args = parser.parse_args()
     state_dir = Path(args.state_dir)
     print(f"tiny starting (mode {args.mode}, peers {os.environ.get('TINY_PEERS', '')})", flush=True)
@@ -97,7 +99,7 @@ def main() -> None:
         (state_dir / "child.pid").write_text(str(child.pid))
     web.run_app(build_app(state_dir), host="127.0.0.1", port=args.port,
                 print=lambda *_: print(f"tiny ready on port {args.port}", flush=True),
-                handle_signals=args.mode != "ignore-term")
+                handle_signals=args.mode != "ignore-term", keepalive_timeout=args.keepalive)
 
 
 if __name__ == "__main__":
