@@ -85,9 +85,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _stop_notes(rounds: Sequence[Any]) -> list[str]:
-    """Failed requests by class, shown once per round that had any."""
+    """Stops that needed SIGKILL, and failed requests by class, one line per round."""
     notes = []
     for r in rounds:
+        if r.stop and r.stop.get("warning"):
+            notes.append(f"round {r.index} instance {r.instance}: {r.stop['warning']}")
         if r.errors:
             kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(r.errors.items()))
             notes.append(f"round {r.index} instance {r.instance}: requests failed or retried: "

@@ -464,7 +464,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     ),
     "workload.endpoints": _keys(
         Key("name", "string", _string),
-        Key("path", "string (path)", _http_path),
+        Key("path", "string (path)", _string),  # checked once its placeholders are filled
         Key("method", "string", _method),
         Key("weight", "number", lambda v: _positive_number(v, "weight")),
         Key("body", "string or table", _body),
@@ -725,6 +725,10 @@ def _endpoint(
     for key in ("path", "body"):
         if key in fields:
             fields[key] = _template(problems, (*path, key), fields[key], variables, runtime=False)
+    try:
+        _http_path(fields["path"])
+    except ConfigError as exc:
+        problems.add((*path, "path"), str(exc))
     fields["headers"] = {
         name: _template(problems, (*path, "headers", name), value, variables, runtime=False)
         for name, value in fields.get("headers", {}).items()

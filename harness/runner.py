@@ -222,23 +222,31 @@ def _dig(value: Any, dotted: str) -> Any:
     return value
 
 
-def _field_value(url: str, dotted: str) -> str:
-    """The JSON field at `dotted` of GET url as text (JSON for non-strings), or what went wrong."""
+def _field_value(url: str, dotted: str) -> tuple[bool, Any]:
+    """(True, the JSON field at `dotted` of GET url), or (False, what went wrong)."""
     try:
         status, body = http_request(url, timeout=5)
     except OSError as exc:
-        return f"no answer ({exc})"
+        return False, f"no answer ({exc})"
     if not 200 <= status < 300:
-        return f"HTTP {status}"
+        return False, f"HTTP {status}"
     try:
         document = json.loads(body.decode("utf-8", errors="replace"))
     except ValueError:
-        return "an answer that is not JSON"
+        return False, "an answer that is not JSON"
     try:
-        found = _dig(document, dotted)
+        return True, _dig(document, dotted)
     except (KeyError, IndexError, TypeError, ValueError):
-        return f"no field {dotted}"
-    return found if isinstance(found, str) else json.dumps(found)
+        return False, f"no field {dotted}"
+
+
+def _matches(found: Any, wanted: str) -> bool:
+    """VALUE is read as JSON when it parses (1, true, null), else as text."""
+    try:
+        value = json.loads(wanted)
+    except ValueError:
+        value = wanted
+    return found == value and type(found) is type(value) or found == wanted
 
 
 class _Timeline:
@@ -330,10 +338,9 @@ class _Timeline:
         for number in self._targets(line):
             url = self.group.instance(number).url + path
             deadline = time.monotonic() + limit
-            seen = "no answer"
             while True:
-                seen = _field_value(url, field_path)
-                if seen == wanted:
+                found, seen = _field_value(url, field_path)
+                if found and _matches(seen, wanted):
                     break
                 if time.monotonic() > deadline:
                     raise SubjectError(

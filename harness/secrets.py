@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 
 from harness.errors import SecretMissingError
@@ -20,6 +21,9 @@ _MIN_SECRET_LENGTH = 4
 # Values that are secret for this process only: an experiment's `{env:NAME}` header values, for
 # example. Registered once when they are read; redact() replaces them like the named variables.
 _REGISTERED: set[str] = set()
+
+# user:password@ in a URL: the password is hidden whatever it is
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/@\s:]*):[^/@\s]*@")
 
 _PURPOSE = {
     JENKINS_TOKEN: "a Jenkins API token (user menu > Security > API Token), with JENKINS_USER",
@@ -85,4 +89,6 @@ def redact(text: str, environ: Mapping[str, str] | None = None) -> str:
     values = {env.get(name, "") for name in SECRET_VARIABLES} | _REGISTERED
     for value in sorted((v for v in values if len(v) >= _MIN_SECRET_LENGTH), key=len, reverse=True):
         text = text.replace(value, REDACTED)
+    if "@" in text:
+        text = _URL_CREDENTIALS.sub(lambda m: f"{m.group(1)}:{REDACTED}@", text)
     return text

@@ -75,6 +75,8 @@ def main() -> None:
                         help="seconds an idle keep-alive connection stays open")
     args = parser.parse_args()
     state_dir = Path(args.state_dir)
+    if os.environ.get("TINY_PRINT_ENV"):  # for the secrets test: what the subject was given
+        print(f"environment: {sorted(os.environ.items())}", flush=True)
     print(f"tiny starting (mode {args.mode}, peers {os.environ.get('TINY_PEERS', '')})", flush=True)
     if args.mode == "exit":
         print("tiny: giving up at once", file=sys.stderr, flush=True)
