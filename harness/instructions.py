@@ -37,12 +37,9 @@ interpreter's work), not Python functions.
 from __future__ import annotations
 
 import http.client
-import os
 import re
 import shutil
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -52,9 +49,10 @@ import psutil
 
 from harness import valgrind
 from harness.errors import ConfigError, SubjectError
-from harness.experiment import Endpoint, Experiment, expand
-from harness.process import start_process, stop_process_tree
-from harness.subject import free_ports, log_tail
+from harness.experiment import Endpoint, Experiment, Subject, expand
+from harness.process import start_process, stop_sequence
+from harness.secrets import subject_environment
+from harness.subject import free_ports, http_request, run_command, wait_until_ready
 
 TOP_FUNCTIONS = 50
 # Requests sent to the endpoint in both runs before the counted ones: the first request pays for
@@ -194,7 +192,7 @@ class _Runner:
                 "peers": "", "out_dir": str(out_dir)}
 
     def env(self, values: Mapping[str, str]) -> dict[str, str]:
-        env = dict(os.environ)
+        env = subject_environment()
         env.update({k: expand((v,), values)[0] for k, v in self.subject.env.items()})
         # Pinned sources of run-to-run difference: string hashing, and .pyc files written by the
         # first run and read by the next (compiling costs far more than loading).
@@ -209,17 +207,9 @@ class _Runner:
         for index, setup in enumerate(self.subject.setup, 1):
             if setup.instances is not None and self.workload.instance not in setup.instances:
                 continue
-            where = f"{self.experiment.path}: subject.setup[{index}]"
-            argv = list(expand(setup.command, values))
-            try:
-                done = subprocess.run(argv, cwd=self.cwd, env=self.env(values),
-                                      timeout=setup.timeout, capture_output=True, text=True,
-                                      check=False)
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                raise SubjectError(f"{where}: {' '.join(argv)} failed: {exc}") from exc
-            if done.returncode != 0:
-                raise SubjectError(f"{where}: {' '.join(argv)} exited with {done.returncode}: "
-                                   f"{done.stderr[-2000:]}")
+            run_command(list(expand(setup.command, values)), cwd=self.cwd, env=self.env(values),
+                        log=self.work_dir / f"setup-{index}.log", timeout=setup.timeout,
+                        who=f"{self.experiment.path}: subject.setup[{index}]")
 
     def measure(self, endpoint: Endpoint, requests: int) -> valgrind.Profile:
         """A fresh start under valgrind, WARMUP + `requests` requests to `endpoint`, clean stop."""
@@ -243,27 +233,16 @@ class _Runner:
             _check_listening(process, port)
             self._drive(endpoint, port, WARMUP + requests)
         finally:
-            _stop(process, max(60.0, self.subject.stop_timeout * 6))
+            _stop(process, self.subject, port, max(60.0, self.subject.stop_wait * 6))
         return valgrind.read_profiles(run_dir.glob(f"{self.tier.tool}.out.*"))
 
     def _wait_ready(self, process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
-        ready = self.subject.ready
-        timeout = max(120.0, ready.timeout * 10)  # valgrind starts a Python subject 40-100x slower
-        deadline = time.monotonic() + timeout
-        pattern = re.compile(ready.log, re.MULTILINE) if ready.log else None
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise SubjectError(f"the subject exited with {process.returncode} under valgrind "
-                                   f"before it was ready; its output: {log_tail([log_path])}")
-            if pattern is not None:
-                if pattern.search(log_path.read_text(encoding="utf-8", errors="replace")):
-                    return
-            elif _http_ok(port, ready.http or "/", deadline - time.monotonic()):
-                return
-            time.sleep(_POLL)
-        raise SubjectError(f"the subject was not ready within {timeout:.0f} s under valgrind "
-                           f"(readiness: {ready.log or ready.http}); its output:\n"
-                           f"{log_tail([log_path])}")
+        timeout = max(120.0, self.subject.ready.timeout * 10)  # valgrind: 40-100x slower start
+        wait_until_ready(process, self.subject.ready, url=f"http://127.0.0.1:{port}",
+                         logs=[log_path], deadline=time.monotonic() + timeout,
+                         who="the subject under valgrind", port=port, http_timeout=timeout,
+                         poll=_POLL, timeout_hint="raise [subject.ready] timeout (the tier "
+                         "waits ten times as long) or fix the readiness check")
 
     def _drive(self, endpoint: Endpoint, port: int, requests: int) -> None:
         """A fixed closed-loop sequence: one request at a time on one keep-alive connection."""
@@ -288,20 +267,6 @@ class _Runner:
             conn.close()
 
 
-def _http_ok(port: int, path: str, timeout: float) -> bool:
-    # One long timeout: a readiness request that is retried would add a request to one run only.
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=max(timeout, 1.0))
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        response.read()
-        return 200 <= response.status < 300
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        conn.close()
-
-
 def _check_listening(process: subprocess.Popen[bytes], port: int) -> None:
     """Make sure the server that answered is ours: another program may have taken the port
     between choosing it and the subject binding it."""
@@ -317,46 +282,25 @@ def _check_listening(process: subprocess.Popen[bytes], port: int) -> None:
                            "check succeeded; another program took the port; run again")
 
 
-def _stop(process: subprocess.Popen[bytes], timeout: float) -> None:
-    """Ask the subject's tree to exit (SIGTERM / CTRL_BREAK) so valgrind writes its files.
+def _stop(process: subprocess.Popen[bytes], subject: Subject, port: int, timeout: float) -> None:
+    """Stop the subject through the one stop sequence so valgrind writes its files.
 
-    Unlike harness.process.stop_process_tree, which kills after one request, this repeats the
-    request until the timeout: a killed valgrind writes no counts.
+    The signal is re-sent every 2 s until the timeout: valgrind delivers a signal when the
+    subject next enters a system call, so one that arrives just before a blocking select() runs
+    the handler and then blocks anyway (asyncio is immune: its handler writes to a wake-up pipe).
     """
-    if process.poll() is not None:
-        return
-    try:
-        tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        tree = []
-    for member in tree:
-        _terminate(member)
-    # Repeated: valgrind delivers a signal when the subject next enters a system call, so one that
-    # arrives just before a blocking select() runs the handler and then blocks anyway (asyncio is
-    # immune: its handler writes to a wake-up pipe). The next signal interrupts the select().
-    deadline = time.monotonic() + timeout
-    alive = tree
-    while alive and time.monotonic() < deadline:
-        _, alive = psutil.wait_procs(alive, timeout=min(2.0, max(deadline - time.monotonic(), 0)))
-        for member in alive:
-            _terminate(member)
-    for member in alive:
-        try:
-            member.kill()
-        except psutil.NoSuchProcess:
-            pass
-    process.wait()
-    stop_process_tree(process, timeout=1.0)  # forget it in the at-exit registry
-    if alive:
-        raise SubjectError(f"the subject did not exit within {timeout:.0f} s of SIGTERM under "
-                           "valgrind and was killed, so no instruction counts were written")
+    first = None
+    if subject.stop.http:
+        method, path = subject.stop.method_path
 
+        def send() -> None:
+            http_request(f"http://127.0.0.1:{port}{path}", method=method,
+                         headers=subject.stop.headers, timeout=min(30.0, timeout))
 
-def _terminate(member: psutil.Process) -> None:
-    try:
-        if sys.platform == "win32":
-            member.send_signal(signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]
-        else:
-            member.send_signal(signal.SIGTERM)
-    except psutil.NoSuchProcess:
-        pass
+        first = (f"http {method} {path}", send)
+    outcome = stop_sequence(process, timeout=timeout, first=first,
+                            signal_name=subject.stop.then, repeat_signal=True)
+    if outcome.step == "SIGKILL":
+        raise SubjectError(f"the subject did not exit within {outcome.seconds:.0f} s under "
+                           f"valgrind and was killed, so no instruction counts were written; "
+                           f"{outcome.warning}")

@@ -41,7 +41,9 @@ _MARKERS: dict[int, str] = {}  # pid of a started process -> its marker value
 RUN_MARKER = "HARNESS_RUN_MARKER"
 # This harness process' prefix; every started process gets PREFIX-N, so one tree can be told
 # from another while a final sweep finds everything this run started.
-_PREFIX = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+# Fixed length: the instruction tier counts every instruction, and an environment that grows by
+# a byte between two runs shows up in the counts.
+_PREFIX = f"{os.getpid():08d}-{uuid.uuid4().hex[:12]}"
 _COUNTER = [0]
 
 
@@ -68,7 +70,7 @@ def marker_prefix() -> str:
 
 def _next_marker() -> str:
     _COUNTER[0] += 1
-    return f"{_PREFIX}-{_COUNTER[0]}"
+    return f"{_PREFIX}-{_COUNTER[0]:08d}"
 
 
 def start_process(
@@ -145,7 +147,8 @@ def _kill_all(procs: list[psutil.Process]) -> None:
 
 
 def _signal_tree(proc: subprocess.Popen, tree: Sequence[psutil.Process], signum: int) -> None:
-    """Send `signum` to the root's group and to every member of the tree."""
+    """Send `signum` once to every process of the tree: the root's group as a whole, and each
+    member that left that group (a daemon) by itself."""
     if sys.platform == "win32":
         _ask_to_terminate(proc)
         return
@@ -155,25 +158,29 @@ def _signal_tree(proc: subprocess.Popen, tree: Sequence[psutil.Process], signum:
         pass
     for member in tree:
         try:
-            member.send_signal(signum)
-        except psutil.Error:
+            if os.getpgid(member.pid) != proc.pid:
+                member.send_signal(signum)
+        except (OSError, psutil.Error):
             pass
 
 
 def _wait_all(proc: subprocess.Popen, tree: list[psutil.Process], timeout: float,
               repeat: Callable[[], None] | None = None) -> list[psutil.Process]:
-    """Wait up to `timeout` for the root and the tree; what is still alive (root excluded)."""
+    """Wait up to `timeout` for the root and the tree; what is still alive (root excluded).
+    `repeat` is called every 2 s while they run (not at once)."""
     deadline = time.monotonic() + timeout
+    next_repeat = time.monotonic() + 2.0
     while True:
         alive = _alive(tree)
         if proc.poll() is not None and not alive:
             return []
-        left = deadline - time.monotonic()
-        if left <= 0:
+        now = time.monotonic()
+        if now >= deadline:
             return alive
-        if repeat is not None:
+        if repeat is not None and now >= next_repeat:
             repeat()
-        time.sleep(min(0.05 if repeat is None else 1.0, left))
+            next_repeat = now + 2.0
+        time.sleep(min(0.05, deadline - now))
 
 
 def stop_process_tree(proc: subprocess.Popen, *, timeout: float = 10.0) -> int | None:
@@ -192,7 +199,7 @@ def stop_sequence(
     """Stop `proc` and every descendant (marked, in its group or session, or its children).
 
     The steps: `first` (a label and a callable, e.g. an HTTP shutdown request), waiting `timeout`;
-    then `signal_name` to the whole tree, waiting `timeout` (re-sent every second when
+    then `signal_name` to the whole tree, waiting `timeout` (re-sent every 2 s when
     `repeat_signal`: valgrind only delivers it at the next system call); then SIGKILL, with a
     warning. An interrupt while waiting still kills the tree before it propagates. The root is
     waited for through Popen only: psutil would reap it and lose its exit code.

@@ -32,7 +32,7 @@ from typing import IO, Any
 
 from harness import probes as probes_mod
 from harness.errors import SubjectError
-from harness.experiment import Probes, Subject, expand
+from harness.experiment import Probes, Readiness, Subject, expand
 from harness.process import StopOutcome, start_process, stop_process_tree, stop_sequence
 from harness.secrets import redact, subject_environment
 
@@ -212,25 +212,10 @@ class SubjectGroup:
         for number, setup in enumerate(self.subject.setup, start=1):
             if setup.instances is not None and instance.number not in setup.instances:
                 continue
-            argv = self.command(setup.command, instance)
-            log = instance.directory / f"setup-{number}.log"
-            with open(log, "ab") as handle:
-                proc = self._spawn(argv, instance, handle, handle)
-                try:
-                    code = proc.wait(timeout=setup.timeout)
-                except subprocess.TimeoutExpired:
-                    raise SubjectError(
-                        f"instance {instance.number}: setup command {' '.join(argv)!r} did not "
-                        f"finish within {setup.timeout:g} s; raise [[subject.setup]] timeout or "
-                        f"make it faster.\n{log_tail([log])}"
-                    ) from None
-                finally:
-                    stop_process_tree(proc, timeout=self.subject.stop_timeout)
-            if code != 0:
-                raise SubjectError(
-                    f"instance {instance.number}: setup command {' '.join(argv)!r} exited with "
-                    f"code {code}.\n{log_tail([log])}"
-                )
+            run_command(self.command(setup.command, instance), cwd=self.cwd,
+                        env=self.environment(instance), timeout=setup.timeout,
+                        log=instance.directory / f"setup-{number}.log",
+                        who=f"instance {instance.number}: [[subject.setup]] {number}")
 
     def _spawn(self, argv: list[str], instance: Instance, out: IO[Any], err: IO[Any]):
         try:
@@ -256,40 +241,10 @@ class SubjectGroup:
         instance.process = self._spawn(argv, instance, out, err)
 
     def _await_ready(self, instance: Instance, deadline: float) -> None:
-        ready = self.subject.ready
-        pattern = re.compile(ready.log) if ready.log else None
         assert instance.process is not None
-        while True:
-            code = instance.process.poll()
-            if code is not None:
-                raise SubjectError(
-                    f"instance {instance.number} exited with code {code} before it was ready "
-                    f"(port {instance.port}).\n{log_tail(instance.logs)}"
-                )
-            if self._is_ready(instance, pattern):
-                return
-            if time.monotonic() > deadline:
-                how = f"GET {ready.http} answering 2xx" if ready.http else f"log line /{ready.log}/"
-                raise SubjectError(
-                    f"instance {instance.number} was not ready within {ready.timeout:g} s "
-                    f"(waited for {how} on port {instance.port}); raise [subject.ready] timeout "
-                    f"or fix the readiness check.\n{log_tail(instance.logs)}"
-                )
-            time.sleep(_POLL)
-
-    def _is_ready(self, instance: Instance, pattern: re.Pattern[str] | None) -> bool:
-        if pattern is not None:
-            for path in instance.logs:
-                try:
-                    if pattern.search(path.read_text(encoding="utf-8", errors="replace")):
-                        return True
-                except OSError:
-                    continue
-            if not self.subject.ready.http:
-                return False
-        if self.subject.ready.http:
-            return http_ok(instance.url + self.subject.ready.http)
-        return True
+        wait_until_ready(instance.process, self.subject.ready, url=instance.url,
+                         logs=instance.logs, deadline=deadline,
+                         who=f"instance {instance.number}", port=instance.port)
 
     # -- liveness ----------------------------------------------------------------------------------
 
@@ -386,6 +341,86 @@ class SubjectGroup:
         raise SubjectError(
             f"instance {number} does not exist: the subject has {len(self.instances)} instance(s)."
         )
+
+
+def ready_request(url: str, ready: Readiness, timeout: float) -> bool:
+    """One readiness request: True when GET `url` answers 2xx (the request readiness sends)."""
+    del ready  # the readiness table may add a method, headers and an expected status
+    return http_ok(url, timeout=timeout)
+
+
+def is_ready(ready: Readiness, url: str, logs: Sequence[Path], *,
+             http_timeout: float = 1.0) -> bool:
+    """Whether the readiness check passes now: the log pattern (if any), then the HTTP request."""
+    if ready.log:
+        pattern = re.compile(ready.log, re.MULTILINE)
+        matched = False
+        for path in logs:
+            try:
+                if pattern.search(path.read_text(encoding="utf-8", errors="replace")):
+                    matched = True
+                    break
+            except OSError:
+                continue
+        if not matched:
+            return False
+    if ready.http:
+        return ready_request(url + ready.http, ready, http_timeout)
+    return True
+
+
+def wait_until_ready(process: subprocess.Popen, ready: Readiness, *, url: str,
+                     logs: Sequence[Path], deadline: float, who: str, port: int,
+                     http_timeout: float | None = None, poll: float = _POLL,
+                     timeout_hint: str = "raise [subject.ready] timeout or fix the readiness "
+                                         "check") -> None:
+    """Wait until `process` passes the readiness check; SubjectError quoting its log when it exits
+    first or the deadline passes. `http_timeout` None: 1 s per request; else the time left
+    (a readiness request that is retried would add a request to one run of the instruction tier).
+    """
+    total = max(0.0, deadline - time.monotonic())
+    while True:
+        code = process.poll()
+        if code is not None:
+            raise SubjectError(
+                f"{who} exited with code {code} before it was ready (port {port}).\n"
+                f"{log_tail(logs)}"
+            )
+        left = deadline - time.monotonic()
+        per_request = 1.0 if http_timeout is None else max(1.0, left)
+        if is_ready(ready, url, logs, http_timeout=per_request):
+            return
+        if time.monotonic() > deadline:
+            how = f"GET {ready.http} answering 2xx" if ready.http else f"log line /{ready.log}/"
+            raise SubjectError(
+                f"{who} was not ready within {total:.0f} s (waited for {how} on port "
+                f"{port}); {timeout_hint}.\n{log_tail(logs)}"
+            )
+        time.sleep(poll)
+
+
+def run_command(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], log: Path,
+                timeout: float, who: str) -> None:
+    """Run one preparing command (setup, seeding) to its end, logged; SubjectError when it fails
+    or outlasts `timeout` (then its whole tree is stopped)."""
+    with open(log, "ab") as handle:
+        try:
+            proc = start_process(argv, cwd=cwd, env=env, stdout=handle, stderr=handle)
+        except OSError as exc:
+            raise SubjectError(f"{who}: cannot start {' '.join(argv)!r} in {cwd}: {exc}. Check "
+                               "the command and [subject] cwd.") from exc
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise SubjectError(
+                f"{who}: command {' '.join(argv)!r} did not finish within {timeout:g} s; raise "
+                f"its timeout or make it faster.\n{log_tail([log])}"
+            ) from None
+        finally:
+            stop_process_tree(proc, timeout=2.0)
+    if code != 0:
+        raise SubjectError(f"{who}: command {' '.join(argv)!r} exited with code {code}.\n"
+                           f"{log_tail([log])}")
 
 
 def http_request(url: str, *, method: str = "GET", headers: Mapping[str, str] | None = None,

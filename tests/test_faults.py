@@ -93,7 +93,7 @@ def run(*args: str, capsys) -> tuple[int, str, str]:
     return code, out, err
 
 
-# -- 1. shipped grammar runs as validated -----------------------------------------------------------
+# -- 1. shipped grammar runs as validated ---------------------------------------------------------
 
 def test_wait_for_and_duration_units_run_as_validated(tmp_path, capsys):
     path = experiment(tmp_path, workload=False, scenario=(
@@ -117,7 +117,7 @@ def test_validate_refuses_what_the_run_would_refuse(tmp_path, capsys, line, mess
     assert code == 1 and message in err
 
 
-# -- 2. a death during a round is an invalid round, printed ----------------------------------------
+# -- 2. a death during a round is an invalid round, printed ---------------------------------------
 
 @pytest.mark.slow
 def test_killing_a_peer_of_the_idle_experiment_fails_the_run_saying_why(tmp_path, capsys):
@@ -163,7 +163,7 @@ def test_http_errors_make_run_exit_1_with_the_reason_and_the_classes(tmp_path, c
     assert saved["rounds"][0]["errors"] == {"http_status": 10}
 
 
-# -- 3. all-or-nothing outputs ----------------------------------------------------------------------
+# -- 3. all-or-nothing outputs --------------------------------------------------------------------
 
 def test_a_failed_perf_leaves_the_old_outputs_untouched_and_marked(tmp_path, capsys,
                                                                    monkeypatch):
@@ -190,7 +190,7 @@ def test_a_failed_perf_leaves_the_old_outputs_untouched_and_marked(tmp_path, cap
     assert [p.name for p in tmp_path.iterdir()] == ["perf-out"]  # no staging directory left
 
 
-# -- 4. Ctrl-C during `git worktree add` ------------------------------------------------------------
+# -- 4. Ctrl-C during `git worktree add` ----------------------------------------------------------
 
 def test_ctrl_c_during_worktree_add_leaks_nothing(tmp_path, monkeypatch):
     from harness import worktree
@@ -220,7 +220,7 @@ def test_ctrl_c_during_worktree_add_leaks_nothing(tmp_path, monkeypatch):
     assert list((tmp_path / "cache").iterdir()) == []
 
 
-# -- 5. secrets -------------------------------------------------------------------------------------
+# -- 5. secrets -----------------------------------------------------------------------------------
 
 TOKENS = {"GITHUB_TOKEN": "ghp_MARKER_github_1234", "JENKINS_TOKEN": "jenkins_MARKER_5678"}
 
@@ -272,7 +272,7 @@ def test_planted_tokens_reach_no_output_and_not_the_subject(tmp_path, capsys, mo
                 and not f.endswith(".toml: " + needles[0]) and ".toml:" not in f]
 
 
-# -- 6. daemons, stops, signals ---------------------------------------------------------------------
+# -- 6. daemons, stops, signals -------------------------------------------------------------------
 
 def test_a_daemonising_subject_leaves_no_orphan(tmp_path, capsys):
     path = experiment(tmp_path)
@@ -321,6 +321,6 @@ def test_sigterm_during_a_run_exits_143_and_leaves_nothing(tmp_path):
     _, err = child.communicate(timeout=30)
     assert child.returncode == 143 and "terminated" in err
     assert not (out / "results.json").exists()
-    left = [p for p in process.marked(f"{child.pid}", prefix=True)
+    left = [p for p in process.marked(f"{child.pid:08d}", prefix=True)
             if p.status() != psutil.STATUS_ZOMBIE]
     assert not left
