@@ -544,7 +544,15 @@ def _headline(
         more = f" (and {len(invalid) - 1} more)" if len(invalid) > 1 else ""
         return f"Error, no verdict: the measurements cannot be trusted: {first}{more}."
     if overall == "refused":
-        keys = ", ".join(m.split(":", 1)[0] for m in mismatches)
+        names = [m.split(":", 1)[0] for m in mismatches]
+        if "experiment_hash" in names:  # not an environment: another experiment, or it changed
+            others = [n for n in names if n != "experiment_hash"]
+            also = f"; the environments also differ in {', '.join(others)}" if others else ""
+            return ("Refused to compare: the two results come from different experiment "
+                    f"definitions (another experiment, or its file or scenario changed){also}; "
+                    "compare results of the same experiment, or pass --allow-mismatch when the "
+                    "change is intended.")
+        keys = ", ".join(names)
         return (f"Refused to compare: the environments differ in {keys}; compare runs from "
                 f"matching agents, or pass --allow-mismatch to compare anyway.")
     if overall == "regression":

@@ -197,6 +197,7 @@ def run_perf(
     here = Checkout(root=root, commit=None, python=sys.executable)
     candidate_side = Side("candidate", candidate_exp, here)
 
+    _check_baseline_source(root, baseline_ref, baseline_file, baseline_jenkins, candidate_exp)
     with contextlib.ExitStack() as stack:
         stack.enter_context(sigterm_as_interrupt())  # an aborted Jenkins build cleans up too
         if baseline_jenkins:
@@ -240,6 +241,30 @@ def run_perf(
                        duration=time.monotonic() - started,
                        rounds_per_side=_rounds_per_side(candidate, candidate_exp),
                        stop_reason=stop)
+
+
+def _check_baseline_source(root: Path, ref: str | None, file: Path | None, job: str | None,
+                           experiment: Experiment) -> None:
+    """Refuse, before any round runs, a baseline that cannot be used, naming what is missing."""
+    from harness import secrets
+
+    if file is not None:
+        artifact = load_results(file)
+        if artifact.experiment.name != experiment.name:
+            raise ConfigError(
+                f"--baseline {file} holds results of experiment {artifact.experiment.name!r}, "
+                f"but this session runs {experiment.name!r}; give a results.json of "
+                f"{experiment.name!r} (harness run {experiment.path} --out DIR makes one)")
+    elif job is not None and not secrets.optional(secrets.JENKINS_URL):
+        raise ConfigError(
+            f"--baseline-jenkins {job}: the environment variable {secrets.JENKINS_URL} is not "
+            "set; set it to the Jenkins address (Jenkins sets it in every build), or give "
+            "--baseline FILE or --baseline-ref REF instead")
+    elif job is None and file is None and not (Path(root) / ".git").exists():
+        what = f"--baseline-ref {ref}" if ref else "the default baseline (the merge base with main)"
+        raise ConfigError(
+            f"{root} is not a git checkout, so {what} cannot be checked out; run harness perf "
+            "inside the project's git checkout, or give --baseline FILE (a results.json)")
 
 
 def _rounds_per_side(results: Results, experiment: Experiment) -> int:

@@ -22,6 +22,7 @@ import pytest
 from harness import process
 from harness.cli import main
 from harness.outputs import FAILED_MARKER
+from harness.results import save_results
 from harness.subject import http_ok
 from tests.data.tiny import APP, no_orphans  # noqa: F401  (an autouse fixture)
 
@@ -324,3 +325,45 @@ def test_sigterm_during_a_run_exits_143_and_leaves_nothing(tmp_path):
     left = [p for p in process.marked(f"{child.pid:08d}", prefix=True)
             if p.status() != psutil.STATUS_ZOMBIE]
     assert not left
+
+
+# -- 7. advice that fits the situation ------------------------------------------------------------
+
+
+def test_perf_outside_git_names_what_is_missing(tmp_path, capsys, monkeypatch):
+    path = experiment(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run("perf", str(path), "--out", str(tmp_path / "out"), capsys=capsys)
+    assert code == 1 and "is not a git checkout" in err and "'HEAD'" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_perf_baseline_jenkins_without_url_names_the_variable(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("JENKINS_URL", raising=False)
+    path = experiment(tmp_path)
+    code, _, err = run("perf", str(path), "--baseline-jenkins", "job", "--out",
+                       str(tmp_path / "out"), capsys=capsys)
+    assert code == 1 and "JENKINS_URL is not set" in err and "--jenkins-url" not in err
+
+
+def test_perf_against_another_experiments_file_refuses_before_any_round(tmp_path, capsys,
+                                                                        results):
+    save_results(results, tmp_path / "other.json")  # experiment "api-stress"
+    path = experiment(tmp_path)
+    code, _, err = run("perf", str(path), "--baseline", str(tmp_path / "other.json"), "--out",
+                       str(tmp_path / "out"), capsys=capsys)
+    assert code == 1 and "holds results of experiment 'api-stress'" in err
+    assert "--allow-mismatch" not in err
+    assert not (tmp_path / "out").exists()  # no candidate round ran
+
+
+def test_comparing_two_experiments_does_not_blame_the_environment(tmp_path, capsys, results):
+    import dataclasses
+
+    other = dataclasses.replace(results, environment={**results.environment,
+                                                      "experiment_hash": "ff" * 32})
+    save_results(results, tmp_path / "a.json")
+    save_results(other, tmp_path / "b.json")
+    code, out, _ = run("compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out",
+                       str(tmp_path / "report"), capsys=capsys)
+    assert "different experiment definitions" in (tmp_path / "report/summary.md").read_text()
