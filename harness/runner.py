@@ -389,7 +389,7 @@ def _validity(experiment: Experiment, window: _Window) -> str | None:
     if load.log.intended and len(errors) / len(load.log) > limit:
         return (
             f"{len(errors)} of {len(load.log)} requests failed ({len(errors) / len(load.log):.1%}"
-            f" > max_error_rate {limit:.1%}); first error: {errors[0]}. Check the subject's logs."
+            f" > max_error_rate {limit:.1%}); first error: {errors[0]}; check the subject's logs"
         )
     return None
 

@@ -165,7 +165,8 @@ def _display_label(m: MetricComparison) -> str:
     # The registry's short labels ("average", "p99") read as the thesis' "Avg. response time".
     label = f"response time {m.label}" if m.metric.startswith("latency_") else m.label
     endpoint = re.search(r"\[([^\]]*)\]", m.key)
-    return f"{label} [{endpoint.group(1)}]" if endpoint else label
+    suffix = f" [{endpoint.group(1)}]" if endpoint else ""
+    return label if not suffix or suffix in label else label + suffix  # compare's label has it
 
 
 def name_with_step(m: MetricComparison) -> str:

@@ -367,3 +367,34 @@ def test_comparing_two_experiments_does_not_blame_the_environment(tmp_path, caps
     code, out, _ = run("compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out",
                        str(tmp_path / "report"), capsys=capsys)
     assert "different experiment definitions" in (tmp_path / "report/summary.md").read_text()
+
+
+def test_labels_name_the_endpoint_once_and_messages_end_with_one_period(tmp_path, capsys,
+                                                                          results):
+    from harness import view
+    from harness.compare import compare
+
+    import dataclasses
+
+    first = compare(results, results).metrics[0]
+    m = dataclasses.replace(first, key="instructions_per_request[hello]",
+                            metric="instructions_per_request", label="per request [hello]")
+    label = view._display_label(m)  # noqa: SLF001
+    assert label.count("[hello]") == 1, label
+    invalid = dataclasses_replace_invalid(results)
+    code, _, _ = run("compare", *invalid(tmp_path), "--out", str(tmp_path / "r"), capsys=capsys)
+    assert ".." not in (tmp_path / "r/summary.md").read_text().replace("...", "")
+
+
+def dataclasses_replace_invalid(results):
+    import dataclasses
+
+    def write(tmp_path):
+        bad = dataclasses.replace(results, rounds=tuple(
+            dataclasses.replace(r, valid=False, invalid_reason="3 of 10 requests failed (30.0% > "
+                                "max_error_rate 1.0%); first error: HTTP 500; check the "
+                                "subject's logs") for r in results.rounds))
+        save_results(results, tmp_path / "a.json")
+        save_results(bad, tmp_path / "b.json")
+        return str(tmp_path / "a.json"), str(tmp_path / "b.json")
+    return write
