@@ -241,8 +241,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-groovy", action="store_true", help="skip the Groovy parse")
     args = parser.parse_args(argv)
     jenkinsfile = args.jenkinsfile or args.root / "Jenkinsfile"
+    groovy = not args.no_groovy
+    if groovy and shutil.which("groovy") is None and \
+            os.environ.get("CI", "").lower() not in ("1", "true", "yes"):
+        print("groovy is not installed: the Jenkinsfile parse is skipped (sudo apt-get install "
+              "groovy; with CI=true it is required)")
+        groovy = False
     problems = check(args.root, jenkinsfile, args.tox_ini or args.root / "tox.ini",
-                     groovy=not args.no_groovy)
+                     groovy=groovy)
     for problem in problems:
         print(f"{jenkinsfile}: {problem}", file=sys.stderr)
     if not problems:

@@ -398,3 +398,21 @@ def dataclasses_replace_invalid(results):
         save_results(bad, tmp_path / "b.json")
         return str(tmp_path / "a.json"), str(tmp_path / "b.json")
     return write
+
+
+# -- 8. a fresh machine -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ci, code", [("", 0), ("true", 1)])
+def test_a_missing_system_tool_is_a_skip_with_one_line_or_a_ci_failure(ci, code, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env.update(PATH=str(tmp_path), CI=ci)  # no groovy (nor anything else) on PATH
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "tests/test_pipeline.py", "-k", "groovy_parses"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, check=False, timeout=120)
+    assert proc.returncode == code, proc.stdout
+    if code == 0:
+        assert "1 test(s) skipped for want of groovy: install with `sudo apt-get install " \
+               "groovy`" in proc.stdout
+    else:
+        assert "groovy is not installed, and CI=true" in proc.stdout

@@ -22,8 +22,7 @@ from harness.experiment import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-needs_valgrind = pytest.mark.skipif(valgrind.unavailable_reason() is not None,
-                                    reason=str(valgrind.unavailable_reason()))
+needs_valgrind = pytest.mark.needs("valgrind")
 SEED = "import pathlib, sys; pathlib.Path(sys.argv[1], 'seed.txt').write_text('seeded')"
 
 

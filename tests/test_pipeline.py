@@ -97,6 +97,7 @@ def test_job_definitions_are_checked_too(tmp_path, tox_ini):
 
 @pytest.mark.slow
 @pytest.mark.integration
+@pytest.mark.needs("groovy")
 def test_groovy_parses_the_jenkinsfile_and_rejects_a_broken_one(tmp_path):
     assert check_pipeline.groovy_problems(ROOT / "Jenkinsfile") == []
     broken = _jenkinsfile(tmp_path, "stages {", "stages {{")
@@ -108,6 +109,7 @@ def test_groovy_parses_the_jenkinsfile_and_rejects_a_broken_one(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.integration
+@pytest.mark.needs("groovy")
 def test_the_check_command_runs_groovy_and_exits_0(tox_ini):
     proc = subprocess.run([sys.executable, "ci/check_pipeline.py", "--tox-ini", str(tox_ini)],
                           cwd=ROOT, capture_output=True, text=True, check=False)

@@ -13,8 +13,7 @@ from harness import valgrind
 from harness.errors import ResultsFormatError
 
 DATA = Path(__file__).parent / "data"
-needs_valgrind = pytest.mark.skipif(valgrind.unavailable_reason() is not None,
-                                    reason=str(valgrind.unavailable_reason()))
+needs_valgrind = pytest.mark.needs("valgrind")
 TINY = "d = {str(i): i for i in range(2000)}; sum(d.values())"
 
 
