@@ -371,10 +371,10 @@ def test_comparing_two_experiments_does_not_blame_the_environment(tmp_path, caps
 
 def test_labels_name_the_endpoint_once_and_messages_end_with_one_period(tmp_path, capsys,
                                                                           results):
+    import dataclasses
+
     from harness import view
     from harness.compare import compare
-
-    import dataclasses
 
     first = compare(results, results).metrics[0]
     m = dataclasses.replace(first, key="instructions_per_request[hello]",
