@@ -46,6 +46,7 @@ from harness.experiment import (  # noqa: E402
     Subject,
     Workload,
 )
+from harness.process import start_process, stop_process_tree  # noqa: E402
 
 
 def experiment(tool: str, requests: int, channels: int) -> Experiment:
@@ -87,24 +88,25 @@ def calibrate(tree: Path, channels: int, requests: int = 200) -> dict:
         subprocess.run([sys.executable, "-m", "subjects.peer", "seed", "--state-dir", str(state),
                         "--channels", str(channels)], cwd=tree, check=True, capture_output=True)
         port = _free_port()
-        with subprocess.Popen([sys.executable, "-m", "subjects.peer", "serve", "--state-dir",
-                               str(state), "--port", str(port), "--db", "blocking",
-                               "--sync-interval", "0"], cwd=tree, stdout=subprocess.PIPE,
-                              text=True) as server:
-            try:
-                assert server.stdout is not None
-                server.stdout.readline()  # "peer ready on ..."
-                proc = psutil.Process(server.pid)
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-                for _ in range(20):  # warm-up
-                    _get(conn, "/channels")
-                before = sum(proc.cpu_times()[:2])
-                for _ in range(requests):
-                    _get(conn, "/channels")
-                cpu = (sum(proc.cpu_times()[:2]) - before) / requests
-            finally:
-                server.terminate()
-                server.wait(30)
+        server = start_process([sys.executable, "-m", "subjects.peer", "serve", "--state-dir",
+                                str(state), "--port", str(port), "--db", "blocking",
+                                "--sync-interval", "0"], cwd=tree, stdout=subprocess.PIPE,
+                               text=True)
+        try:
+            assert server.stdout is not None
+            server.stdout.readline()  # "peer ready on ..."
+            proc = psutil.Process(server.pid)
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            for _ in range(20):  # warm-up
+                _get(conn, "/channels")
+            before = sum(proc.cpu_times()[:2])
+            for _ in range(requests):
+                _get(conn, "/channels")
+            cpu = (sum(proc.cpu_times()[:2]) - before) / requests
+        finally:
+            stop_process_tree(server, timeout=30)
+            if server.stdout is not None:
+                server.stdout.close()
     finally:
         shutil.rmtree(state, ignore_errors=True)
     probe = subprocess.run(

@@ -15,7 +15,6 @@ import json
 import os
 import queue
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,10 @@ from pathlib import Path
 import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+from harness.process import start_process, stop_sequence  # noqa: E402
+
 READY_PREFIX = "peer ready on "
 
 
@@ -74,11 +77,10 @@ def seed(state_dir: Path, seed_value: int, channels: int, torrents: int) -> None
 def start_peer(state_dir: Path, mode: str, peers: list[str], sync_interval: float,
                timeout: float = 30.0) -> tuple[subprocess.Popen[str], str]:
     """Start a peer on a free port; returns the process and its base URL once it is ready."""
-    flags = subprocess.CREATE_NEW_PROCESS_GROUP if sys.platform == "win32" else 0
-    proc = subprocess.Popen(
+    proc = start_process(  # the harness' one lifecycle: own group, marker, stopped as a tree
         peer_command("serve", "--state-dir", str(state_dir), "--port", "0", "--db", mode,
                      "--peers", ",".join(peers), "--sync-interval", str(sync_interval)),
-        cwd=ROOT, stdout=subprocess.PIPE, text=True, creationflags=flags)
+        cwd=ROOT, stdout=subprocess.PIPE, text=True)
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: lines.put(proc.stdout.readline()), daemon=True).start()
     try:
@@ -93,14 +95,10 @@ def start_peer(state_dir: Path, mode: str, peers: list[str], sync_interval: floa
 
 
 def stop_peer(proc: subprocess.Popen[str], timeout: float = 15.0) -> None:
-    """Ask for a clean stop, and kill the peer if it does not stop in time."""
-    if proc.poll() is None:
-        proc.send_signal(signal.CTRL_BREAK_EVENT if sys.platform == "win32" else signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    """Ask for a clean stop, and kill the peer (its whole tree) if it does not stop in time."""
+    outcome = stop_sequence(proc, timeout=timeout)
+    if outcome.warning:
+        print(f"warning: peer: {outcome.warning}", file=sys.stderr)
     if proc.stdout:
         proc.stdout.close()
 

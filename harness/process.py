@@ -80,6 +80,7 @@ def start_process(
     env: Mapping[str, str] | None = None,
     stdout: IO[Any] | int | None = None,
     stderr: IO[Any] | int | None = None,
+    text: bool = False,
 ) -> subprocess.Popen:
     """Start `argv` in a new process group; raises OSError when it cannot be executed."""
     kwargs: dict[str, Any] = {}
@@ -97,6 +98,7 @@ def start_process(
         stdin=subprocess.DEVNULL,
         stdout=stdout,
         stderr=stderr,
+        text=text,
         **kwargs,
     )
     _LIVE[proc.pid] = proc

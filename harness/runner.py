@@ -443,6 +443,8 @@ def run_round(
                 window = _plain_window(experiment, group, rate or 0.0, progress)
         deaths = group.deaths()
     reason = "; ".join(deaths) if deaths else _validity(experiment, window)
+    for death in deaths:  # at once, not only in results.json: a dead peer reads as an improvement
+        print(f"harness: round {index} ({side}) is invalid: {death}", file=sys.stderr, flush=True)
     warnings = tuple(group.warnings + window.warnings)
     rounds = []
     for instance in group.instances:
