@@ -266,11 +266,13 @@ def test_planted_tokens_reach_no_output_and_not_the_subject(tmp_path, capsys, mo
     assert code == 1
     printed = stdout + stderr + stdout2 + stderr2 + stdout3 + stderr3 + stdout4 + stderr4
     assert not [n for n in needles if n in printed]
-    assert not _grep_tree(out, needles[:1]) or _grep_tree(out, needles[:1]) == [
-        f for f in _grep_tree(out, needles[:1]) if "/work/" in f]  # only the subject's own logs
-    assert not _grep_tree(tmp_path / "report", needles)
-    assert not [f for f in _grep_tree(tmp_path, needles) if "/work/" not in f
-                and not f.endswith(".toml: " + needles[0]) and ".toml:" not in f]
+    assert not _grep_tree(out, needles)  # results.json (variables), logs: redacted or absent
+    assert not _grep_tree(tmp_path / "report", needles)  # reports, verdict
+    # the only copies left: the experiment files we wrote, and the setup command's own log
+    # (written by that program, which was handed the value on its command line)
+    leaks = [f for f in _grep_tree(tmp_path, needles)
+             if not f.split(":")[0].endswith(".toml") and "/out2/work/" not in f]
+    assert not leaks
 
 
 # -- 6. daemons, stops, signals -------------------------------------------------------------------
