@@ -261,6 +261,10 @@ def test_planted_tokens_reach_no_output_and_not_the_subject(tmp_path, capsys, mo
                                  "--out", str(tmp_path / "report"), capsys=capsys)
     assert code == 0
     monkeypatch.setenv("JENKINS_URL", f"http://bob:{TOKENS['JENKINS_TOKEN']}@127.0.0.1:9/")
+    from harness import jenkins
+    defaults = list(jenkins.JenkinsService.__init__.__kwdefaults__.items())
+    monkeypatch.setattr(jenkins.JenkinsService.__init__, "__kwdefaults__",
+                        {**dict(defaults), "backoff": 0.0})  # no waits between the retries
     code, stdout4, stderr4 = run("baseline", "fetch", "--job", "j", "--experiment", "tiny",
                                  "--out", str(tmp_path / "fetch"), "--strict", capsys=capsys)
     assert code == 1
