@@ -394,9 +394,10 @@ def _validity(experiment: Experiment, window: _Window) -> str | None:
     return None
 
 
-def _error_kinds(log: RequestLog) -> dict[str, int]:
-    """How many requests failed in each class (connect, reset, timeout, http_status, ...)."""
-    kinds: dict[str, int] = {}
+def _error_kinds(log: RequestLog, retries: int = 0) -> dict[str, int]:
+    """How many requests failed in each class (connect, reset, timeout, http_status, ...), and
+    how many were retried on a fresh connection ("retried", not failures)."""
+    kinds: dict[str, int] = {"retried": retries} if retries else {}
     for error in log.error:
         if error is not None:
             kind = driver_mod.error_kind(error)
@@ -464,7 +465,8 @@ def run_round(
                              window.duration),
             warnings=warnings + probe_warnings,
             stop=instance.stop_outcome.to_json() if instance.stop_outcome else None,
-            errors=_error_kinds(log) or None,
+            errors=_error_kinds(log, window.load.retries if loaded and window.load else 0)
+            or None,
         ))
         shutil.rmtree(instance.state_dir, ignore_errors=True)  # can be large; logs stay
     return rounds
