@@ -244,8 +244,8 @@ class Results:
         if version not in READABLE_VERSIONS:
             raise ResultsFormatError(
                 f"{source}: format_version is {version!r}, but this harness reads versions "
-                f"{', '.join(map(str, READABLE_VERSIONS))}. Re-run the experiment with this harness version, or compare it "
-                f"with the harness version that wrote it."
+                f"{', '.join(map(str, READABLE_VERSIONS))}. Re-run the experiment with this "
+                f"harness version, or compare it with the harness version that wrote it."
             )
         try:
             return cls(
