@@ -860,7 +860,8 @@ def _what_runs(
     if not has_workload:
         return [f"{line.source}: `workload` needs a [workload] table in the experiment (add one, "
                 "or remove this line)" for line in calls]
-    return []
+    return [f"{line.source}: `workload` runs once per round, and {calls[0].source} already "
+            "starts it (remove this line)" for line in calls[1:]]
 
 
 def _check(path: Path, overrides: Mapping[str, str]) -> tuple[Experiment | None, list[str]]:
@@ -901,6 +902,10 @@ def _check(path: Path, overrides: Mapping[str, str]) -> tuple[Experiment | None,
         scenario=scenario or (),
         instructions=_simple(problems, data.get("instructions"), "instructions", InstructionTier),
     )
+    if experiment.instructions.enabled and (workload is None or not workload.endpoints):
+        problems.add(("instructions", "enabled"), "the instruction tier sends requests to the "
+                     "[workload] endpoints, and there are none (add [workload] with endpoints, "
+                     "or set enabled = false)")
     if "name" not in top and "name" not in data:
         try:
             _name(path.stem)

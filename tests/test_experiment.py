@@ -450,3 +450,37 @@ def test_a_driver_that_is_not_wired_in_is_an_error_not_a_silent_substitute(tmp_p
     path.write_text(source.replace('[workload]\n', '[workload]\ndriver = "jmeter"\n', 1))
     problems = validate_experiment(path)
     assert any("driver" in p and "jmeter" in p for p in problems), problems
+
+
+# --- validate checks what the run would refuse ----------------------------------------------
+
+
+def test_a_second_workload_line_is_reported(tmp_path):
+    path = write(tmp_path, "s.toml", 'scenario = "s.scenario"\n' + MINIMAL)
+    scenario = write(tmp_path, "s.scenario", "@0:00 workload\n@0:05 workload\n")
+    assert_problem(only_problem(path), scenario, 2, "`workload` runs once per round",
+                   "remove this line")
+
+
+def test_the_instruction_tier_without_endpoints_is_reported(tmp_path):
+    path = write(tmp_path, "s.toml", 'scenario = "s.scenario"\n'
+                 + MINIMAL.split("[workload]")[0] + "\n[instructions]\nenabled = true\n")
+    write(tmp_path, "s.scenario", "@0:01 end\n")
+    assert "the instruction tier sends requests to the [workload] endpoints" in \
+        only_problem(path)
+
+
+def test_an_endpoint_path_placeholder_is_checked_once_filled(tmp_path):
+    text = MINIMAL.replace('path = "/', 'path = "{p}')
+    text = '[variables]\np = "/"\n\n' + text
+    path = write(tmp_path, "s.toml", text)
+    assert validate_experiment(path) == []
+    assert "must start with '/'" in only_problem(path, {"p": "x/"})
+
+
+def test_the_stop_table_is_checked(tmp_path):
+    path = write(tmp_path, "s.toml", MINIMAL.replace(
+        "[subject]", '[subject]\nstop = { http = "PUT shutdown", then = "KILL" }', 1))
+    problems = validate_experiment(path)
+    assert any("is not METHOD /path" in p for p in problems)
+    assert any("SIGKILL always comes last" in p for p in problems)
