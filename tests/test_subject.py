@@ -187,6 +187,7 @@ def test_a_subject_ignoring_sigterm_stops_on_the_configured_signal(tmp_path):
     assert instance.stop_outcome.step == "SIGINT" and not group.warnings
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="double fork + setsid is POSIX")
 def test_a_daemonised_descendant_is_found_by_its_marker_and_stopped(tmp_path):
     with _group(tmp_path, tiny_subject("daemon")) as group:
         pid_file = group.instances[0].state_dir / "daemon.pid"
