@@ -255,8 +255,10 @@ class SubjectGroup:
             code = instance.process.poll()
             if code is not None and not instance.stopping:
                 at = f" {elapsed:.1f} s into the round" if elapsed is not None else ""
+                # the log's path from work/ on: --out is swapped in after the session
+                log = Path(*instance.stdout_path.parts[-4:]).as_posix()
                 instance.died = (f"instance {instance.number} exited with code {code}{at} "
-                                 f"without being stopped (see {instance.stdout_path.parent})")
+                                 f"without being stopped (its log: .../{log})")
 
     @contextmanager
     def watch(self) -> Iterator[None]:
