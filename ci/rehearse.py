@@ -38,6 +38,7 @@ REGRESSION_PATCH = ('        channels.append(channel)\n',
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "ci"))
 from check_pipeline import java_home  # noqa: E402
+
 from tests.fakes.github_server import FakeGitHub  # noqa: E402
 from tests.fakes.jenkins_server import FakeBuild, FakeJenkins  # noqa: E402
 

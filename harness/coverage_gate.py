@@ -61,11 +61,11 @@ def load_coverage(path: Path) -> dict[str, Any]:
     except FileNotFoundError as exc:
         raise HarnessError(f"{path}: no such coverage report; run `tox -e coverage` first, "
                            f"which writes coverage.json.") from exc
-    except ValueError as exc:
-        raise HarnessError(f"{path}: not valid JSON ({exc}); regenerate it with "
-                           f"`coverage json`.") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise HarnessError(f"{path}: cannot be read ({exc}); regenerate it with "
+                           f"`coverage json`.") from exc
+    except ValueError as exc:
+        raise HarnessError(f"{path}: not valid JSON ({exc}); regenerate it with "
                            f"`coverage json`.") from exc
     totals = data.get("totals") if isinstance(data, dict) else None
     if not isinstance(totals, dict) or "percent_covered" not in totals:
@@ -125,8 +125,11 @@ def evaluate(current: dict[str, Any], baseline: dict[str, Any] | None, *, tolera
                            "the next nightly archives one",))
     before = percent(baseline["totals"]["percent_covered"], "baseline totals.percent_covered")
     dropped = before - now > tolerance + _EPSILON
+    change = now - before
+    # A drop of a few thousandths would print as "-0.00": show the digits that matter.
+    shown = f"{change:+.2f}" if change == 0 or abs(change) >= 0.01 else f"{change:+.4f}"
     note = (f"total coverage {now:.2f}% vs {before:.2f}% on main "
-            f"({now - before:+.2f} points, tolerance {tolerance:.2f})")
+            f"({shown} points, tolerance {tolerance:.2f})")
     return GateResult("drop" if dropped else "pass", now, before, tolerance, files, (note,))
 
 

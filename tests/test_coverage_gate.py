@@ -134,3 +134,8 @@ def test_reports_written_by_coverage_json_are_read(tmp_path):
     gate = json.loads((tmp_path / "gate.json").read_text())
     assert code == 2 and gate["current"] < gate["baseline"] == 100.0
     assert gate["files"][0]["change"] < 0
+
+
+def test_a_tiny_drop_is_shown_with_the_digits_that_matter():
+    result = evaluate(_report(82.0 - 0.003, {}), _report(82.0, {}), tolerance=0)
+    assert result.status == "drop" and "-0.0030 points" in result.notes[0]

@@ -1,4 +1,4 @@
-"""The rehearsal: the real Jenkinsfile under Groovy with the Declarative DSL stubbed (ci/rehearsal/),
+"""The rehearsal: the real Jenkinsfile under Groovy with the Declarative DSL stubbed (ci/rehearsal),
 real tox-env commands in per-agent workspaces, a stand-in Jenkins (security on) and GitHub.
 
 One session shares the origin repository, the tox shim and the stand-ins; the nightly timer
