@@ -84,8 +84,10 @@ class Outcome:
 class Session:
     """Shared across scenarios: origin repository, tox shim, stand-ins. A context manager."""
 
-    def __init__(self, base: Path, fast_tests: tuple[str, ...] = ("tests/test_units.py",)):
+    def __init__(self, base: Path, fast_tests: tuple[str, ...] = ("tests/test_units.py",),
+                 replace: dict[str, str] | None = None):
         self.base = base
+        self.replace = replace or {}  # project files replaced in main (to rehearse old ones)
         self.origin = base / "origin"
         self.bin = base / "bin"
         self.record = base / "tox-calls.jsonl"
@@ -121,6 +123,8 @@ class Session:
                 (work / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source, work / name)
         shutil.copy(EXPERIMENT, work / "experiments" / "smoke.toml")
+        for name, text in self.replace.items():
+            (work / name).write_text(text)
         git(work, "init", "-q", "-b", "main")
         git(work, "add", "-A")
         git(work, "commit", "-q", "-m", "m1: the project")

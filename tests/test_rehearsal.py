@@ -67,6 +67,21 @@ def _trusted_only(outcome) -> None:
                                               "tox -e coverage-baseline")), step
 
 
+# What a stage's commands may see beyond the OS basics: what Jenkins sets (its own variables,
+# the matrix axis, the global properties of docs/jenkins.md), the Jenkinsfile's environment
+# directives, and the credentials inside withCredentials.
+ALLOWED_ENV = {"BRANCH_NAME", "CHANGE_ID", "CHANGE_TARGET", "GIT_COMMIT", "BUILD_URL",
+               "JENKINS_URL", "PLATFORM", "PERF_GITHUB_REPO", "PERF_GITHUB_API",
+               "PERF_NIGHTLY_JOB", "PERF_AGENT_WAIT_MINUTES", "PERF_COVERAGE_TOLERANCE",
+               "PERF_EXPERIMENT", "PERF_PLATFORM", "JENKINS_USER", "JENKINS_TOKEN",
+               "GITHUB_TOKEN"}
+
+
+def _jenkins_environment_only(outcome) -> None:
+    for step in outcome.commands():
+        assert set(step["env"]) <= ALLOWED_ENV, step
+
+
 def _tox_calls(session) -> list[dict]:
     return [json.loads(line) for line in session.record.read_text().splitlines()]
 
@@ -105,6 +120,8 @@ def test_nightly_timer_build_archives_a_baseline_per_platform(session, nightly):
     triggers = next(s for s in nightly.steps if s["step"] == "triggers")["calls"]
     assert triggers == [{"name": "cron", "args": "[H 2 * * *]"}]
     assert nightly.commands("tox -e py") and any(s["step"] == "bat" for s in nightly.steps)
+    _jenkins_environment_only(nightly)
+    assert not any(s["bound"] for s in nightly.commands())
 
 
 def test_pr_without_change_gets_a_verdict_per_platform_on_its_head(session, nightly):
@@ -124,6 +141,7 @@ def test_pr_without_change_gets_a_verdict_per_platform_on_its_head(session, nigh
     assert gate and gate[0]["exit"] == 0
     assert "coverage-gate.json" in outcome.archived
     _trusted_only(outcome)
+    _jenkins_environment_only(outcome)
     # The PR's own tox envs never saw a token: only the trusted publish step passes GITHUB_TOKEN.
     for call in _tox_calls(session):
         if ".trusted" not in call["root"]:

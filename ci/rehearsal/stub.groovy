@@ -42,8 +42,9 @@ class Context implements Cloneable {
     File cwd
     Map<String, String> env = new LinkedHashMap<String, String>()
     List<String> stage = []
+    boolean unstable = false  // the running stage called `unstable`
     Context copy() {
-        Context c = new Context(agent: agent, workspace: workspace, cwd: cwd)
+        Context c = new Context(agent: agent, workspace: workspace, cwd: cwd, unstable: unstable)
         c.env = new LinkedHashMap<String, String>(env)
         c.stage = new ArrayList<String>(stage)
         return c
@@ -568,7 +569,7 @@ class StageRunner {
         if (c != null) {
             Map entry = rt.stages.reverse().find { it.path == c.stage.join(' / ') }
             if (entry != null && entry.result == 'SUCCESS') { entry.result = 'UNSTABLE' }
-            c.env['__unstable'] = 'true'
+            c.unstable = true
         }
     }
 
@@ -619,6 +620,7 @@ class StageRunner {
         }
         Context saved = c.copy()
         c.stage = path
+        c.unstable = false
         rt.stages << entry
         try {
             if (stage.environmentBody != null && stage.agentBody == null && stage.agentValue == null) {
@@ -664,7 +666,7 @@ class StageRunner {
                     failed = true
                 }
                 if (failed && entry.result == 'SUCCESS') { entry.result = 'FAILURE' }
-                if (!failed && c.env['__unstable'] && entry.result == 'SUCCESS') { entry.result = 'UNSTABLE' }
+                if (!failed && c.unstable && entry.result == 'SUCCESS') { entry.result = 'UNSTABLE' }
                 runPost(stage.postConditions, entry.result)
                 return failed
             }
@@ -678,6 +680,7 @@ class StageRunner {
         } finally {
             c.env = saved.env
             c.stage = saved.stage
+            c.unstable = saved.unstable
         }
     }
 
@@ -692,7 +695,6 @@ class StageRunner {
             Context c = rt.ctx()
             Map<String, String> before = new LinkedHashMap<String, String>(c.env)
             c.env.putAll(cell)
-            c.env.remove('__unstable')
             StageSpec cellStage = new StageSpec(name: cell.collect { k, v -> "${k} = '${v}'" }.join(', '),
                                                 agentBody: m.agentBody, agentValue: m.agentValue,
                                                 environmentBody: m.environmentBody, stageList: m.stageList,
