@@ -232,3 +232,12 @@ def test_error_state_posts_the_reason_without_a_verdict(tmp_path):
     with pytest.raises(HarnessError, match="--description"):
         publish(repo="o/r", sha=SHA, pr_number=None, state="error", verdict_dir=None,
                 report_url=None, base_url="http://127.0.0.1:9", context="c")
+
+
+def test_a_token_without_write_permission_is_told_apart_from_a_rate_limit(tmp_path):
+    with FakeGitHub() as fake, pytest.raises(ServiceError) as info:
+        fake.read_only = True
+        _publish(fake, state="pending")
+    message = str(info.value)
+    assert "403" in message and "commit statuses (write)" in message
+    assert "rate limit" not in message

@@ -54,6 +54,7 @@ class FakeGitHub(LocalServer):
         self.rate_limited_until: int | None = None  # epoch seconds: primary limit used up
         self.secondary_next = 0  # requests answered with a secondary rate limit
         self.html_next = 0  # requests answered 200 with an HTML page
+        self.read_only = False  # True: writes get 403 as for a token without write permission
         self._next_id = 1000
         super().__init__(self._handler())
 
@@ -105,6 +106,11 @@ class FakeGitHub(LocalServer):
                                      "status": "401"})
                     return
                 if self._failure():
+                    return
+                if fake.read_only and method != "GET":
+                    self._json(403, {"message": "Resource not accessible by personal access "
+                                                "token", "documentation_url": DOCS,
+                                     "status": "403"})
                     return
                 split = urlsplit(self.path)
                 path = split.path[len(fake.prefix):] if split.path.startswith(fake.prefix) \
