@@ -110,7 +110,7 @@ class Session:
 
     # -- setup -----------------------------------------------------------------------------
     def _origin(self) -> None:
-        """main: m1 (this project) -> m2. Pull requests: 7 changes README and is up to date
+        """main: m1 (this project) -> m2 (changes docs and harness/errors.py). Pull requests: 7 changes README and is up to date
         with main (GitHub Branch Source makes no merge commit); 8 pads /channels (a
         regression) and branched off m1 (a merge commit); 9 adds an uncovered function off
         m1; 10 breaks the subject's start (the harness cannot measure)."""
@@ -130,6 +130,8 @@ class Session:
         git(work, "commit", "-q", "-m", "m1: the project")
         self.commits["m1"] = git(work, "rev-parse", "HEAD")
         (work / "docs" / "rehearsal-note.md").write_text("main moved on\n")
+        with open(work / "harness" / "errors.py", "a", encoding="utf-8") as out:
+            out.write("# main moved on (a Python change the PRs branched off m1 do not have)\n")
         git(work, "add", "-A")
         git(work, "commit", "-q", "-m", "m2: docs")
         self.commits["m2"] = git(work, "rev-parse", "HEAD")

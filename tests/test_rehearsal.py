@@ -181,6 +181,9 @@ def test_pr_whose_baseline_is_missing_measures_the_candidate_and_says_why(sessio
     assert finals["linux"]["state"] == "success"
     assert finals["linux"]["description"].startswith("no baseline")
     assert "perf-out/linux/candidate/results.json" in outcome.archived
+    # The gate lists the PR's own changed files, not main's (merge commit: HEAD^1 is the PR).
+    gate = outcome.commands("tox -e coverage-gate")[0]["script"]
+    assert gate.endswith("--changed-files harness/units.py")
     _trusted_only(outcome)
 
 
