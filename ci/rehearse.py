@@ -110,10 +110,11 @@ class Session:
 
     # -- setup -----------------------------------------------------------------------------
     def _origin(self) -> None:
-        """main: m1 (this project) -> m2 (changes docs and harness/errors.py). Pull requests: 7 changes README and is up to date
-        with main (GitHub Branch Source makes no merge commit); 8 pads /channels (a
-        regression) and branched off m1 (a merge commit); 9 adds an uncovered function off
-        m1; 10 breaks the subject's start (the harness cannot measure)."""
+        """main: m1 (this project) -> m2 (changes docs and harness/errors.py). Pull requests:
+        7 changes README and is up to date with main (GitHub Branch Source makes no merge
+        commit); 8 pads /channels (a regression) and branched off m1 (a merge commit); 9 adds
+        an uncovered function off m1; 10 breaks the subject's start (the harness cannot
+        measure)."""
         work = self.base / "work"
         listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT,
                                 check=True, capture_output=True, text=True).stdout.split("\n")
