@@ -102,9 +102,9 @@ def matrix_problems(text: str, platforms: dict) -> list[str]:
     listed = re.search(r"PLATFORMS\s*=\s*\[([^\]]*)\]", text)
     if listed is None or sorted(_quoted(listed.group(1))) != names:
         problems.append(f"PLATFORMS (used to unstash coverage) must list {names}")
-    choice = re.search(r"name:\s*'PERF_PLATFORM',\s*choices:\s*\[([^\]]*)\]", text)
-    if choice is None or sorted(_quoted(choice.group(1))) != names:
-        problems.append(f"the PERF_PLATFORM parameter must offer {names}")
+    if len(re.findall(r"axis\s*\{\s*name\s+'PLATFORM'\s+values\s+([^\n]+)", text)) < 2:
+        problems.append("phase 3 must be a matrix over the PLATFORM axis too (one perf agent "
+                        "per platform)")
     if 'label "${PLATFORM}"' not in text:
         problems.append('matrix cells must run on agent { label "${PLATFORM}" }')
     for name, profile in platforms.items():
@@ -114,8 +114,37 @@ def matrix_problems(text: str, platforms: dict) -> list[str]:
         if profile.perf_label != f"perf && {name}":
             problems.append(f"{profile.source}: perf_label {profile.perf_label!r} differs from "
                             f"the phase 3 label 'perf && {name}'")
-    if 'label "perf && ${params.PERF_PLATFORM}"' not in text:
-        problems.append("phase 3 must run on the perf agent label of the chosen platform")
+    if 'def label = "perf && ${platform}"' not in text:
+        problems.append("phase 3 must run on the perf agent label of its platform "
+                        "('perf && <platform>')")
+    return problems
+
+
+def _enclosing_blocks(text: str, index: int) -> list[str]:
+    """The words before each `{` that encloses `index`, innermost first."""
+    words, depth = [], 0
+    for pos in range(index - 1, -1, -1):
+        char = text[pos]
+        if char == "}":
+            depth += 1
+        elif char == "{":
+            if depth == 0:
+                head = re.search(r"([\w.]+)\s*(?:\([^()]*\))?\s*$", text[max(0, pos - 200):pos])
+                words.append(head.group(1) if head else "")
+            else:
+                depth -= 1
+    return words
+
+
+def trust_problems(text: str) -> list[str]:
+    """Tokens are bound only around code from the target branch: every withCredentials block
+    sits inside `trusted { ... }`, and no step of the PR's code runs inside one."""
+    problems = []
+    for match in re.finditer(r"\bwithCredentials\(", text):
+        if "trusted" not in _enclosing_blocks(text, match.start()):
+            line = text.count("\n", 0, match.start()) + 1
+            problems.append(f"line {line}: withCredentials outside `trusted {{ }}`: a token "
+                            f"would be bound while the pull request's own code runs")
     return problems
 
 
@@ -212,8 +241,9 @@ def multijob_problems(jobs_dir: Path, tox_ini: Path, cli: argparse.ArgumentParse
     if multijob is None:
         return problems + [f"{jobs_dir}: no `project-type: multijob` pull-request job"]
     names = re.findall(r"- multijob:\s*\n\s*name:\s*'([^']+)'", multijob)
-    if [n.split(":")[0] for n in names] != list(PHASES):
-        problems.append(f"{jobs_dir}: the multijob's phases are {names}, expected {PHASES}")
+    if [n.split(":")[0] for n in names][:len(PHASES)] != list(PHASES):
+        problems.append(f"{jobs_dir}: the multijob's phases are {names}, expected {PHASES} "
+                        f"first")
     return problems
 
 
@@ -228,6 +258,7 @@ def check(root: Path, jenkinsfile: Path, tox_ini: Path, groovy: bool = True) -> 
     problems += phase_problems(text)
     problems += matrix_problems(text, platforms)
     problems += step_problems(text)
+    problems += trust_problems(text)
     problems += tox_problems(text, tox_ini, build_parser())
     problems += multijob_problems(root / "ci" / "jobs", tox_ini, build_parser())
     return problems

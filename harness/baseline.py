@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from harness.environment import git_commit, platform_name
-from harness.errors import ExitCode, HarnessError
+from harness.errors import ExitCode, HarnessError, ServiceError
 from harness.files import atomic_write_bytes, atomic_write_json
 from harness.jenkins import Build, JenkinsService, NotFound
 
@@ -123,37 +123,57 @@ def choose_build(
     return None, reasons
 
 
-def _candidate_commit(given: str | None) -> str | None:
-    return given or os.environ.get("GIT_COMMIT") or git_commit(Path.cwd())
+def _candidate_commit(given: str | None, repo: Path) -> str | None:
+    return given or os.environ.get("GIT_COMMIT") or git_commit(repo)
+
+
+def _origin_url(repo: Path) -> str | None:
+    """The clone URL of `repo`'s origin: picks the project's checkout among a build's records."""
+    try:
+        proc = subprocess.run(["git", "remote", "get-url", "origin"], cwd=repo,
+                              capture_output=True, text=True, timeout=30, check=False)
+    except OSError:
+        return None
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
 
 
 def fetch_baseline(
     *, job: str, out_dir: Path, experiment: str, platform: str | None,
     jenkins_url: str | None, max_age_days: float, candidate_commit: str | None, strict: bool,
     artifact: str | None = None, service: JenkinsService | None = None,
-    now: datetime | None = None,
+    now: datetime | None = None, repo: Path | None = None, allow_missing_job: bool = False,
 ) -> int:
     """Download the baseline into out_dir (file + baseline.json); exit code per DESIGN 4.1.
 
-    No baseline, or none usable, exits 0 with a clear message (1 with `strict`), and leaves no
-    results file behind so later steps cannot compare with a stale one.
+    No usable build exits 0 with a clear message (1 with `strict`), and leaves no results file
+    behind so later steps cannot compare with a stale one. A job Jenkins answers 404 for is an
+    error (fail closed: it may exist but be hidden from this user) unless `allow_missing_job`.
+    `repo` is the candidate's git checkout (default: the current directory): the ancestry
+    check runs there, so the fetch itself may run from another (trusted) checkout.
     """
     platform = platform or platform_name()
     relative = (artifact or ARTIFACT_TEMPLATE).format(platform=platform, experiment=experiment)
     service = service or JenkinsService.from_environment(jenkins_url)
+    repo = Path(repo) if repo is not None else Path.cwd()
+    service.remote = service.remote or _origin_url(repo)
     out_dir = Path(out_dir)
     target = out_dir / Path(relative).name
     target.unlink(missing_ok=True)
-    candidate = _candidate_commit(candidate_commit)
+    (out_dir / RECORD_NAME).unlink(missing_ok=True)
+    candidate = _candidate_commit(candidate_commit, repo)
     status: Status = "refused"
     try:
         build, reasons = choose_build(
             service, job=job, artifact=relative, max_age=timedelta(days=max_age_days),
-            candidate=candidate, now=now or datetime.now(timezone.utc),
+            candidate=candidate, now=now or datetime.now(timezone.utc), cwd=repo,
         )
-    except NotFound:
+    except NotFound as exc:
+        if not allow_missing_job:
+            raise ServiceError(f"{exc} Pass --allow-missing-job only while the nightly job "
+                               f"has really not been created yet.") from exc
         build, status = None, "no-baseline"
-        reasons = [f"job {job} does not exist yet (it appears after its first run)"]
+        reasons = [f"Jenkins answered 404 for job {job}; --allow-missing-job reads that as "
+                   f"'not created yet'"]
     if build is None:
         if not reasons:
             status, reasons = "no-baseline", ["the job has no finished build yet"]

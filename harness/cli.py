@@ -163,6 +163,8 @@ def _cmd_baseline_fetch(args: argparse.Namespace) -> int:
         candidate_commit=args.candidate_commit,
         strict=args.strict,
         artifact=args.artifact,
+        repo=Path(args.repo) if args.repo else None,
+        allow_missing_job=args.allow_missing_job,
     )
 
 
@@ -175,6 +177,7 @@ def _cmd_coverage_gate(args: argparse.Namespace) -> int:
         tolerance=args.tolerance,
         changed_files=args.changed_files,
         out=Path(args.out) if args.out else None,
+        allow_no_baseline=args.allow_no_baseline,
     )
 
 
@@ -190,6 +193,7 @@ def _cmd_publish_github(args: argparse.Namespace) -> int:
         report_url=args.report_url,
         base_url=args.base_url,
         context=args.context,
+        description=args.description,
     )
 
 
@@ -269,6 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--max-age-days", type=float, default=7.0)
     f.add_argument("--candidate-commit", default=None)
     f.add_argument("--strict", action="store_true", help="exit 1 when the baseline is refused")
+    f.add_argument("--repo", default=None, metavar="DIR",
+                   help="the candidate's git checkout, for the ancestry check (default: .)")
+    f.add_argument("--allow-missing-job", action="store_true",
+                   help="a job Jenkins answers 404 for is 'no baseline yet', not an error")
     f.add_argument("--artifact", default=None, metavar="PATH",
                    help="artifact path, {platform}/{experiment} filled in "
                         "(default: perf/{platform}/{experiment}/results.json)")
@@ -282,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--tolerance", type=float, default=0.0, help="percentage points allowed to drop")
     g.add_argument("--changed-files", nargs="*", default=None)
     g.add_argument("--out", default=None, help="write the gate's result as JSON here")
+    g.add_argument("--allow-no-baseline", action="store_true",
+                   help="pass when the baseline file does not exist (none archived yet); "
+                        "without it a missing baseline is an error")
     g.set_defaults(func=_cmd_coverage_gate)
 
     p = sub.add_parser("publish", help="feedback to code hosts")
@@ -290,7 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--repo", required=True, help="owner/name")
     h.add_argument("--sha", required=True)
     h.add_argument("--pr", type=int, default=None)
-    h.add_argument("--state", choices=["pending", "final"], default="final")
+    h.add_argument("--state", choices=["pending", "final", "error"], default="final",
+                   help="final: from --verdict-dir; error: no verdict, --description says why")
+    h.add_argument("--description", default=None,
+                   help="status text for pending and error (cut to 140 characters)")
     h.add_argument("--verdict-dir", default=None, help="the compare output directory")
     h.add_argument("--report-url", default=None)
     h.add_argument("--base-url", default=None, help="GitHub Enterprise API URL")

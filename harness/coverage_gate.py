@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -60,13 +61,43 @@ def load_coverage(path: Path) -> dict[str, Any]:
     except FileNotFoundError as exc:
         raise HarnessError(f"{path}: no such coverage report; run `tox -e coverage` first, "
                            f"which writes coverage.json.") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HarnessError(f"{path}: cannot be read ({exc}); regenerate it with "
+                           f"`coverage json`.") from exc
     except ValueError as exc:
         raise HarnessError(f"{path}: not valid JSON ({exc}); regenerate it with "
                            f"`coverage json`.") from exc
-    if not isinstance(data, dict) or "percent_covered" not in data.get("totals", {}):
+    totals = data.get("totals") if isinstance(data, dict) else None
+    if not isinstance(totals, dict) or "percent_covered" not in totals:
         raise HarnessError(f"{path}: no totals.percent_covered; this is not a report written "
                            f"by `coverage json` (coverage 5 or newer).")
+    percent(totals["percent_covered"], f"{path}: totals.percent_covered")
+    files = data.get("files", {})
+    if not isinstance(files, dict):
+        raise HarnessError(f"{path}: `files` is not a table; regenerate it with `coverage json`.")
+    for name, entry in files.items():
+        summary = entry.get("summary") if isinstance(entry, dict) else None
+        if not isinstance(summary, dict):
+            raise HarnessError(f"{path}: files.{name} has no summary; regenerate it with "
+                               f"`coverage json`.")
+        percent(summary.get("percent_covered"), f"{path}: files.{name}.summary.percent_covered")
     return data
+
+
+def percent(value: Any, where: str) -> float:
+    """A coverage percentage: a finite number from 0 to 100, else an error naming `where`.
+
+    A string ("85.5"), NaN or infinity means the report was not written by `coverage json`
+    or was edited; reading it as a number would let a broken report pass the gate.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise HarnessError(f"{where} is {value!r}, not a number; regenerate the report with "
+                           f"`coverage json`.")
+    number = float(value)
+    if not math.isfinite(number) or not 0.0 <= number <= 100.0:
+        raise HarnessError(f"{where} is {value!r}; a coverage percentage is a number from 0 "
+                           f"to 100. Regenerate the report with `coverage json`.")
+    return number
 
 
 def _file_percent(report: dict[str, Any], wanted: str) -> float | None:
@@ -74,14 +105,15 @@ def _file_percent(report: dict[str, Any], wanted: str) -> float | None:
     for name, entry in report.get("files", {}).items():
         name = name.replace("\\", "/")
         if name == wanted or name.endswith("/" + wanted):
-            return float(entry["summary"]["percent_covered"])
+            return percent(entry["summary"]["percent_covered"], f"files.{name}")
     return None
 
 
 def evaluate(current: dict[str, Any], baseline: dict[str, Any] | None, *, tolerance: float,
-             changed_files: Sequence[str] = ()) -> GateResult:
+             changed_files: Sequence[str] = (), no_baseline_note: str | None = None,
+             ) -> GateResult:
     """Compare totals (percentage points) and list the changed Python files' coverage."""
-    now = float(current["totals"]["percent_covered"])
+    now = percent(current["totals"]["percent_covered"], "current totals.percent_covered")
     files = tuple(
         FileChange(path, _file_percent(baseline, path) if baseline else None,
                    _file_percent(current, path))
@@ -89,12 +121,15 @@ def evaluate(current: dict[str, Any], baseline: dict[str, Any] | None, *, tolera
     )
     if baseline is None:
         return GateResult("no-baseline", now, None, tolerance, files,
-                          ("no baseline coverage report: the gate passes; main's next build "
-                           "archives one",))
-    before = float(baseline["totals"]["percent_covered"])
+                          (no_baseline_note or "no baseline coverage report: the gate passes; "
+                           "the next nightly archives one",))
+    before = percent(baseline["totals"]["percent_covered"], "baseline totals.percent_covered")
     dropped = before - now > tolerance + _EPSILON
+    change = now - before
+    # A drop of a few thousandths would print as "-0.00": show the digits that matter.
+    shown = f"{change:+.2f}" if change == 0 or abs(change) >= 0.01 else f"{change:+.4f}"
     note = (f"total coverage {now:.2f}% vs {before:.2f}% on main "
-            f"({now - before:+.2f} points, tolerance {tolerance:.2f})")
+            f"({shown} points, tolerance {tolerance:.2f})")
     return GateResult("drop" if dropped else "pass", now, before, tolerance, files, (note,))
 
 
@@ -110,14 +145,46 @@ def render(result: GateResult) -> str:
     return "\n".join(lines)
 
 
+def _absent_baseline_note(baseline: Path | None) -> str:
+    """Why there is no baseline file: the fetch's record beside it says, when there is one."""
+    from harness.baseline import load_record
+
+    if baseline is None:
+        return "no --baseline given: the gate passes (--allow-no-baseline)"
+    try:
+        record = load_record(Path(baseline))
+    except (ValueError, TypeError, OSError):
+        record = None
+    reason = record.summary if record is not None else f"{baseline} does not exist"
+    return f"{reason}: the gate passes (--allow-no-baseline)"
+
+
 def coverage_gate(*, current: Path, baseline: Path | None, tolerance: float,
-                  changed_files: Sequence[str] | None, out: Path | None) -> int:
-    """Run the gate; exit 0 pass (also without a baseline), 2 when coverage dropped."""
-    if tolerance < 0:
+                  changed_files: Sequence[str] | None, out: Path | None,
+                  allow_no_baseline: bool = False) -> int:
+    """Run the gate; exit 0 pass, 2 when coverage dropped.
+
+    Fails closed: without a baseline file the gate is an error (exit 1), unless
+    `allow_no_baseline` says that "no baseline yet" is expected (the nightly has not archived a
+    coverage.json); an unreadable baseline is an error either way.
+    """
+    if not math.isfinite(tolerance) or tolerance < 0:
         raise HarnessError(f"--tolerance {tolerance}: must be 0 or more percentage points.")
-    base = load_coverage(baseline) if baseline is not None and Path(baseline).exists() else None
-    result = evaluate(load_coverage(current), base, tolerance=tolerance,
-                      changed_files=changed_files or ())
+    report = load_coverage(current)
+    note = None
+    if baseline is not None and Path(baseline).exists():
+        base: dict[str, Any] | None = load_coverage(baseline)
+    elif allow_no_baseline:
+        base, note = None, _absent_baseline_note(baseline)
+    elif baseline is None:
+        raise HarnessError("no --baseline: give main's coverage.json, or pass "
+                           "--allow-no-baseline when there is none yet.")
+    else:
+        raise HarnessError(f"{baseline}: no such baseline coverage report; fetch it first "
+                           f"(`tox -e coverage-baseline`), or pass --allow-no-baseline when "
+                           f"the nightly has not archived one yet.")
+    result = evaluate(report, base, tolerance=tolerance, changed_files=changed_files or (),
+                      no_baseline_note=note)
     if out is not None:
         atomic_write_json(Path(out), result.to_json())
     print(render(result))

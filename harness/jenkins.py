@@ -44,28 +44,57 @@ class Build:
     artifacts: tuple[str, ...]  # relative paths of the archived artifacts
 
 
-def build_from_json(job: str, data: dict[str, Any]) -> Build:
-    """A Build from Jenkins' build JSON (`/job/NAME/N/api/json`)."""
+def build_from_json(job: str, data: dict[str, Any], remote: str | None = None) -> Build:
+    """A Build from Jenkins' build JSON (`/job/NAME/N/api/json`).
+
+    `remote` is the project's clone URL: the commit is taken from the checkout of that
+    repository (see `_built_commit`).
+    """
     return Build(
         job=job,
         number=int(data["number"]),
         result=data.get("result"),
         timestamp=datetime.fromtimestamp(int(data.get("timestamp", 0)) / 1000, tz=timezone.utc),
         url=str(data.get("url", "")),
-        commit=_built_commit(data.get("actions") or []),
+        commit=_built_commit(data.get("actions") or [], remote),
         artifacts=tuple(a["relativePath"] for a in data.get("artifacts") or ()),
     )
 
 
-def _built_commit(actions: list[Any]) -> str | None:
-    # A pipeline that loads a shared library has several BuildData actions; the project's own
-    # checkout is recorded first.
+def normalize_remote(url: str) -> str:
+    """A clone URL reduced to host/path: no scheme, user, password, `.git` or trailing slash,
+    and scp-like `git@host:owner/repo` spelled like the https form."""
+    url = url.strip().rstrip("/")
+    url = re.sub(r"^[a-z+]+://", "", url)
+    url = re.sub(r"^[^@/]*@", "", url)  # user[:password]@
+    url = re.sub(r"^([^/:]+):(?!\d+/)", r"\1/", url)  # git@host:owner/repo
+    url = re.sub(r":\d+/", "/", url)  # explicit port
+    return url.removesuffix(".git").lower()
+
+
+def _built_commit(actions: list[Any], remote: str | None = None) -> str | None:
+    """The commit of the project's checkout among the build's Git BuildData actions.
+
+    A pipeline that loads a shared library (or checks out a second repository) records one
+    BuildData per repository, the library's first. The one whose `remoteUrls` match `remote`
+    is the project's; without a match (or without `remote`) the last one is, because Jenkins
+    loads libraries before the Jenkinsfile's own checkout runs.
+    """
+    found: list[tuple[str, list[str]]] = []
     for action in actions:
         if isinstance(action, dict) and action.get("_class") == _BUILD_DATA:
             revision = action.get("lastBuiltRevision") or {}
             if revision.get("SHA1"):
-                return str(revision["SHA1"])
-    return None
+                urls = [normalize_remote(str(u)) for u in action.get("remoteUrls") or ()]
+                found.append((str(revision["SHA1"]), urls))
+    if not found:
+        return None
+    if remote:
+        wanted = normalize_remote(remote)
+        for sha, urls in found:
+            if wanted in urls:
+                return sha
+    return found[-1][0]
 
 
 def _status(exc: BaseException) -> int | None:
@@ -105,6 +134,9 @@ class JenkinsService:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.url = url.rstrip("/")
+        self.user = user
+        self.anonymous = not (user and token)
+        self.remote: str | None = None  # the project's clone URL, to pick its BuildData
         self.retries = retries
         self.backoff = backoff
         self._sleep = sleep
@@ -133,21 +165,53 @@ class JenkinsService:
             except (jenkins.JenkinsException, requests.RequestException) as exc:
                 status = _status(exc)
                 if status == 404:
-                    raise NotFound(f"{what}: not found on {self.url}.") from exc
+                    raise NotFound(self._not_found(what)) from exc
                 if status in (401, 403):
-                    raise ServiceError(
-                        f"{what}: {self.url} answered {status}: it refused the credentials. Set "
-                        f"{secrets.JENKINS_USER} and {secrets.JENKINS_TOKEN} to a user with read "
-                        f"access to the job."
-                    ) from exc
+                    raise ServiceError(self._refused(what, status)) from exc
                 if status not in _TRANSIENT_STATUS or attempt == self.retries:
-                    first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
-                    raise ServiceError(
-                        f"{what}: {self.url} did not answer usefully after {attempt + 1} "
-                        f"attempt(s): {secrets.redact(first_line)}"
-                    ) from exc
+                    raise ServiceError(self._failed(what, status, attempt + 1, exc)) from exc
             self._sleep(self.backoff * 2**attempt)
             attempt += 1
+
+    def _who(self) -> str:
+        return "anonymous" if self.anonymous else f"user {self.user!r}"
+
+    def _not_found(self, what: str) -> str:
+        if self.anonymous:
+            return (f"{what}: {self.url} answered 404 to an anonymous request. Jenkins answers "
+                    f"404 both for a job that does not exist and for one anonymous may not read: "
+                    f"check the job name, and set {secrets.JENKINS_USER} and "
+                    f"{secrets.JENKINS_TOKEN} (the Jenkinsfile binds the jenkins-api-token "
+                    f"credential) to a user with Job/Read on it.")
+        return (f"{what}: {self.url} answered 404 to {self._who()}: the job does not exist, or "
+                f"this user lacks Job/Read on it (Jenkins hides such jobs); check the job name "
+                f"(PERF_NIGHTLY_JOB) and the user's permissions.")
+
+    def _refused(self, what: str, status: int) -> str:
+        if status == 401:
+            return (f"{what}: {self.url} answered 401: it refused the credentials of "
+                    f"{self._who()}. Set {secrets.JENKINS_USER} and {secrets.JENKINS_TOKEN} "
+                    f"to a user and a current API token (user > Configure > API Token).")
+        if self.anonymous:
+            return (f"{what}: {self.url} answered 403 to an anonymous request: this Jenkins "
+                    f"does not let anonymous users read. Set {secrets.JENKINS_USER} and "
+                    f"{secrets.JENKINS_TOKEN} (the jenkins-api-token credential) to a user with "
+                    f"Overall/Read and Job/Read on the job.")
+        return (f"{what}: {self.url} answered 403 to {self._who()}: the user lacks the "
+                f"permission (Overall/Read and Job/Read on the job, Run/Artifacts to download).")
+
+    def _failed(self, what: str, status: int | None, attempts: int, exc: BaseException) -> str:
+        if status == 0:
+            return (f"{what}: {self.url} could not be reached in {attempts} attempt(s) "
+                    f"({type(exc).__name__}); check JENKINS_URL / --jenkins-url and that the "
+                    f"controller is up.")
+        if status is not None and 500 <= status < 600:
+            return (f"{what}: {self.url} answered {status} (a server error in Jenkins, not a "
+                    f"credentials problem) in {attempts} attempt(s); see the controller's log "
+                    f"(Manage Jenkins > System Log) and retry the build later.")
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+        return (f"{what}: {self.url} did not answer usefully after {attempts} attempt(s): "
+                f"{secrets.redact(first_line)}")
 
     def build_numbers(self, job: str) -> list[int]:
         """Numbers of the job's builds, newest first (the newest 100, as Jenkins lists them)."""
@@ -158,7 +222,7 @@ class JenkinsService:
         """One build's record."""
         data = self._call(f"build {job} #{number}",
                           lambda: self._client.get_build_info(job, number))
-        return build_from_json(job, data)
+        return build_from_json(job, data, self.remote)
 
     def builds(self, job: str, limit: int = 30) -> Iterator[Build]:
         """The job's finished builds, newest first, at most `limit` of them (one request each)."""

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.baseline import fetch_baseline, load_record
+from harness.errors import ServiceError
 from harness.jenkins import JenkinsService
 from tests.fakes.jenkins_server import FakeBuild, FakeJenkins
 
@@ -60,7 +61,8 @@ def _fetch(fake: FakeJenkins, out: Path, candidate: str | None, **kwargs) -> int
             "jenkins_url": None, "max_age_days": 7.0, "candidate_commit": candidate,
             "strict": False}
     args.update(kwargs)
-    service = JenkinsService(fake.url, timeout=5, sleep=lambda s: None)
+    service = args.pop("service", None) or JenkinsService(fake.url, timeout=5,
+                                                          sleep=lambda s: None)
     return fetch_baseline(service=service, now=NOW, **args)
 
 
@@ -111,13 +113,49 @@ def test_a_baseline_older_than_the_maximum_age_is_refused(repo, tmp_path):
     assert (tmp_path / "old" / "results.json").exists()
 
 
-def test_no_job_yet_is_a_clear_no_baseline(repo, tmp_path, capsys):
+def test_a_job_answering_404_fails_closed_unless_allowed(repo, tmp_path, capsys):
     with FakeJenkins() as fake:
-        assert _fetch(fake, tmp_path / "out", repo["pr"]) == 0
-        assert _fetch(fake, tmp_path / "strict", repo["pr"], strict=True) == 1
+        with pytest.raises(ServiceError, match="404.*--allow-missing-job"):
+            _fetch(fake, tmp_path / "closed", repo["pr"])
+        assert _fetch(fake, tmp_path / "out", repo["pr"], allow_missing_job=True) == 0
+        assert _fetch(fake, tmp_path / "strict", repo["pr"], strict=True,
+                      allow_missing_job=True) == 1
     out = capsys.readouterr().out
     assert out.startswith("no baseline in perf-harness-nightly")
     assert load_record(tmp_path / "out" / "baseline.json").status == "no-baseline"
+    assert not (tmp_path / "closed" / "baseline.json").exists()
+
+
+def test_a_job_hidden_from_anonymous_is_not_read_as_no_job_yet(repo, tmp_path):
+    with FakeJenkins(user="ci", token="tok-123456", anonymous_read=True,
+                     hidden=(JOB,)) as fake:
+        fake.add_build(JOB, FakeBuild(1, "SUCCESS", _ms(1), repo["m1"], {ARTIFACT: _results(1)}))
+        with pytest.raises(ServiceError, match="anonymous") as info:
+            _fetch(fake, tmp_path / "anon", repo["pr"])
+        service = JenkinsService(fake.url, user="ci", token="tok-123456", timeout=5,
+                                 sleep=lambda s: None)
+        assert _fetch(fake, tmp_path / "out", repo["pr"], service=service) == 0
+    assert "JENKINS_TOKEN" in str(info.value)
+    assert (tmp_path / "out" / "results.json").exists()
+    assert not (tmp_path / "anon" / "baseline.json").exists()
+
+
+def test_anonymous_fetch_from_a_secured_jenkins_is_an_error_not_no_baseline(repo, tmp_path):
+    with FakeJenkins(user="ci", token="tok-123456") as fake:
+        fake.add_build(JOB, FakeBuild(1, "SUCCESS", _ms(1), repo["m1"], {ARTIFACT: _results(1)}))
+        with pytest.raises(ServiceError, match="403 to an anonymous request"):
+            _fetch(fake, tmp_path / "anon", repo["pr"])
+
+
+def test_the_ancestry_check_runs_in_the_given_checkout(repo, tmp_path, monkeypatch):
+    elsewhere = tmp_path / "trusted"
+    elsewhere.mkdir()
+    checkout = Path.cwd()
+    monkeypatch.chdir(elsewhere)  # the fetch runs from another (trusted) directory
+    with FakeJenkins() as fake:
+        fake.add_build(JOB, FakeBuild(1, "SUCCESS", _ms(1), repo["m1"], {ARTIFACT: _results(1)}))
+        assert _fetch(fake, tmp_path / "out", repo["pr"], repo=checkout) == 0
+    assert load_record(tmp_path / "out" / "baseline.json").status == "found"
 
 
 def test_a_build_without_this_experiment_and_platform_is_skipped(repo, tmp_path):

@@ -95,7 +95,7 @@ def test_retries_are_bounded_then_the_error_says_how_many():
         service, sleeps = _service(fake, retries=2, backoff=0.1)
         service.build_numbers(JOB)
         fake.fail_next = [503] * 10
-        with pytest.raises(ServiceError, match="after 3 attempt"):
+        with pytest.raises(ServiceError, match="in 3 attempt"):
             service.build_numbers(JOB)
     assert len(sleeps) == 2
 
@@ -114,13 +114,77 @@ def test_folder_jobs_are_addressed_by_path():
     assert build.result == "UNSTABLE" and build.url.endswith("/job/main/4/")
 
 
-def test_build_commit_comes_from_the_first_git_build_data():
-    data = {"number": 5, "timestamp": 0, "url": "u", "result": "SUCCESS", "artifacts": [],
+def _two_checkouts() -> dict:
+    """A pipeline that loaded a shared library (recorded first), then checked out the project."""
+    return {"number": 5, "timestamp": 0, "url": "u", "result": "SUCCESS", "artifacts": [],
             "actions": [{}, {"_class": "hudson.plugins.git.util.BuildData",
-                              "lastBuiltRevision": {"SHA1": "abc"}},
+                              "lastBuiltRevision": {"SHA1": "library"},
+                              "remoteUrls": ["https://github.com/org/jenkins-library.git"]},
                         {"_class": "hudson.plugins.git.util.BuildData",
-                         "lastBuiltRevision": {"SHA1": "library"}}]}
-    assert build_from_json("j", data).commit == "abc"
+                         "lastBuiltRevision": {"SHA1": "abc"},
+                         "remoteUrls": ["https://github.com/org/project.git"]}]}
+
+
+def test_build_commit_is_the_project_checkout_not_a_library_loaded_first():
+    assert build_from_json("j", _two_checkouts()).commit == "abc"
+
+
+def test_build_commit_matches_the_project_remote_in_any_spelling():
+    data = _two_checkouts()
+    data["actions"].reverse()
+    assert build_from_json("j", data, "git@github.com:org/project").commit == "abc"
+    assert build_from_json("j", data, "https://ci:x@github.com/Org/project.git/").commit == "abc"
+
+
+def test_anonymous_403_says_anonymous_reads_are_refused_and_which_variables_to_set():
+    with FakeJenkins(user="ci", token="right-token-456") as fake:
+        fake.add_build(JOB, FakeBuild(1, "SUCCESS", 1_700_000_000_000))
+        service, sleeps = _service(fake)
+        with pytest.raises(ServiceError) as info:
+            service.build_numbers(JOB)
+    message = str(info.value)
+    assert "403" in message and "anonymous" in message
+    assert "JENKINS_USER" in message and "jenkins-api-token" in message
+    assert "refused the credentials" not in message
+    assert sleeps == []
+
+
+def test_a_job_hidden_from_anonymous_is_404_and_the_message_says_it_may_be_hidden():
+    with FakeJenkins(user="ci", token="right-token-456", anonymous_read=True,
+                     hidden=(JOB,)) as fake:
+        fake.add_build(JOB, FakeBuild(1, "SUCCESS", 1_700_000_000_000))
+        service, _ = _service(fake)
+        with pytest.raises(NotFound) as info:
+            service.build_numbers(JOB)
+        authenticated, _ = _service(fake, user="ci", token="right-token-456")
+        assert authenticated.build_numbers(JOB) == [1]
+    assert "anonymous" in str(info.value) and "JENKINS_TOKEN" in str(info.value)
+
+
+def test_a_server_error_is_not_called_an_authentication_failure():
+    with FakeJenkins() as fake:
+        fake.add_build(JOB, FakeBuild(1, "SUCCESS", 1_700_000_000_000))
+        service, sleeps = _service(fake, retries=1, backoff=0.1)
+        service.build_numbers(JOB)
+        fake.fail_next = [500, 500]
+        with pytest.raises(ServiceError) as info:
+            service.build_numbers(JOB)
+    message = str(info.value)
+    assert "500" in message and "server error" in message and "System Log" in message
+    assert "authentication" not in message.lower()
+    assert len(sleeps) == 1
+
+
+def test_the_stand_in_refuses_a_post_without_crumb_like_jenkins():
+    import requests
+
+    with FakeJenkins() as fake:
+        fake.add_build(JOB, FakeBuild(1, "SUCCESS", 1_700_000_000_000))
+        bare = requests.post(fake.job_url(JOB) + "build", timeout=5)
+        crumbed = requests.post(fake.job_url(JOB) + "build", headers={CRUMB_FIELD: CRUMB},
+                                timeout=5)
+    assert bare.status_code == 403 and "crumb" in bare.text
+    assert crumbed.status_code == 201
 
 
 def test_missing_url_names_the_variable(monkeypatch):

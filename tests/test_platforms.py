@@ -78,3 +78,13 @@ def test_importing_reads_nothing(monkeypatch, tmp_path):
 
     monkeypatch.chdir(tmp_path)  # no platforms/ here: an import-time read would fail
     importlib.reload(harness.platforms)
+
+
+def test_agents_install_tox_with_pipx_and_put_it_on_the_agent_path():
+    """`pip install --user` is refused on Debian 12 and Homebrew Python (PEP 668), and the user
+    scripts folder is not on a Jenkins agent's PATH (exit 127 / 9009)."""
+    registry = load_platforms(Path(__file__).resolve().parent.parent / "platforms")
+    for name, profile in registry.items():
+        steps = " ".join(profile.prepare)
+        assert "pip install --user \"tox" not in steps and "pip install --user 'tox" not in steps
+        assert "pipx install" in steps and "PATH+LOCAL=" in steps, name

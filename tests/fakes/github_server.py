@@ -3,12 +3,21 @@
 Answers like api.github.com (or a GitHub Enterprise `/api/v3` prefix): commit statuses (422
 "Validation Failed" when the description exceeds 140 characters, as GitHub does), issue comments
 listed page by page with RFC 5988 `Link` headers, comment create and edit, 401 "Bad credentials"
-for a wrong token, 404 for an unknown repository. Every request is recorded.
+for a wrong token, 404 for an unknown repository, `GET /user` for the token's login.
+
+Failure modes as GitHub documents them (REST API, "Rate limits for the REST API"): a primary rate
+limit exhausted is 403 with `x-ratelimit-remaining: 0` and `x-ratelimit-reset` (epoch seconds)
+and the message "API rate limit exceeded for ..."; a secondary rate limit is 403 with a
+`retry-after` header and the message "You have exceeded a secondary rate limit..."; server
+errors are 5xx with a JSON or HTML body; `app_token=True` makes `/user` answer 403 as it does for
+a GitHub App installation token; `html_next` answers 200 with an HTML page (a proxy's login
+page). Every request is recorded.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
@@ -39,6 +48,13 @@ class FakeGitHub(LocalServer):
         self.statuses: list[dict] = []
         self.comments: dict[int, list[dict]] = {}
         self.requests: list[Recorded] = []
+        self.login = "perf-bot"
+        self.app_token = False  # True: /user is 403, comments are by "perf-bot[bot]" (Bot)
+        self.fail_next: list[int] = []  # 5xx statuses to answer before serving normally
+        self.rate_limited_until: int | None = None  # epoch seconds: primary limit used up
+        self.secondary_next = 0  # requests answered with a secondary rate limit
+        self.html_next = 0  # requests answered 200 with an HTML page
+        self.read_only = False  # True: writes get 403 as for a token without write permission
         self._next_id = 1000
         super().__init__(self._handler())
 
@@ -47,7 +63,8 @@ class FakeGitHub(LocalServer):
         return f"http://127.0.0.1:{self.port}{self.prefix}"
 
 
-    def add_comment(self, pr: int, body: str, login: str = "someone") -> dict:
+    def add_comment(self, pr: int, body: str, login: str = "someone",
+                    kind: str = "User") -> dict:
         self._next_id += 1
         comment = {
             "id": self._next_id, "node_id": f"IC_{self._next_id}",
@@ -55,7 +72,7 @@ class FakeGitHub(LocalServer):
             "html_url": f"https://github.example/{self.repo}/pull/{pr}#issuecomment-"
                         f"{self._next_id}",
             "issue_url": f"{self.url}/repos/{self.repo}/issues/{pr}",
-            "body": body, "user": {"login": login, "id": 1, "type": "User"},
+            "body": body, "user": {"login": login, "id": 1, "type": kind},
             "created_at": "2026-11-30T00:00:00Z", "updated_at": "2026-11-30T00:00:00Z",
             "author_association": "MEMBER",
         }
@@ -88,9 +105,23 @@ class FakeGitHub(LocalServer):
                     self._json(401, {"message": "Bad credentials", "documentation_url": DOCS,
                                      "status": "401"})
                     return
+                if self._failure():
+                    return
+                if fake.read_only and method != "GET":
+                    self._json(403, {"message": "Resource not accessible by personal access "
+                                                "token", "documentation_url": DOCS,
+                                     "status": "403"})
+                    return
                 split = urlsplit(self.path)
                 path = split.path[len(fake.prefix):] if split.path.startswith(fake.prefix) \
                     else split.path
+                if path == "/user" and method == "GET":
+                    if fake.app_token:
+                        self._json(403, {"message": "Resource not accessible by integration",
+                                         "documentation_url": DOCS, "status": "403"})
+                    else:
+                        self._json(200, {"login": fake.login, "id": 7, "type": "User"})
+                    return
                 root = f"/repos/{fake.repo}/"
                 if not path.startswith(root):
                     self._json(404, {"message": "Not Found", "documentation_url": DOCS,
@@ -110,8 +141,11 @@ class FakeGitHub(LocalServer):
                     pr = int(parts[1])
                     if method == "GET":
                         self._page(pr, query)
+                    elif fake.app_token:
+                        self._json(201, fake.add_comment(pr, body["body"], "perf-bot[bot]",
+                                                         "Bot"))
                     else:
-                        self._json(201, fake.add_comment(pr, body["body"], "perf-bot"))
+                        self._json(201, fake.add_comment(pr, body["body"], fake.login))
                 elif method == "PATCH" and parts[:2] == ["issues", "comments"]:
                     for comment in (c for cs in fake.comments.values() for c in cs):
                         if str(comment["id"]) == parts[2]:
@@ -122,6 +156,37 @@ class FakeGitHub(LocalServer):
                     self._json(404, {"message": "Not Found", "documentation_url": DOCS})
                 else:
                     self._json(404, {"message": "Not Found", "documentation_url": DOCS})
+
+            def _failure(self) -> bool:
+                """Answer with the next planned failure, if any; True when one was sent."""
+                if fake.fail_next:
+                    status = fake.fail_next.pop(0)
+                    self._json(status, {"message": "Server Error", "status": str(status)})
+                elif fake.rate_limited_until is not None:
+                    self._json(403, {"message": "API rate limit exceeded for user ID 7. (But "
+                                                "here's the good news: Authenticated requests "
+                                                "get a higher rate limit.)",
+                                     "documentation_url": DOCS, "status": "403"},
+                               {"X-RateLimit-Remaining": "0",
+                                "X-RateLimit-Reset": str(fake.rate_limited_until),
+                                "X-RateLimit-Used": "5000", "X-RateLimit-Resource": "core"})
+                elif fake.secondary_next:
+                    fake.secondary_next -= 1
+                    self._json(403, {"message": "You have exceeded a secondary rate limit. "
+                                                "Please wait a few minutes before you try again.",
+                                     "documentation_url": DOCS, "status": "403"},
+                               {"Retry-After": "60"})
+                elif fake.html_next:
+                    fake.html_next -= 1
+                    page = b"<html><body>Sign in to continue</body></html>"
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html")
+                    self.send_header("Content-Length", str(len(page)))
+                    self.end_headers()
+                    self.wfile.write(page)
+                else:
+                    return False
+                return True
 
             def _status(self, sha: str, body: dict) -> None:
                 errors = []
@@ -167,9 +232,9 @@ class FakeGitHub(LocalServer):
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json; charset=utf-8")
                 self.send_header("Content-Length", str(len(data)))
-                self.send_header("X-RateLimit-Limit", "5000")
-                self.send_header("X-RateLimit-Remaining", "4999")
-                for key, value_ in (headers or {}).items():
+                headers = {"X-RateLimit-Limit": "5000", "X-RateLimit-Remaining": "4999",
+                           "X-RateLimit-Reset": str(int(time.time()) + 3600), **(headers or {})}
+                for key, value_ in headers.items():
                     self.send_header(key, value_)
                 self.end_headers()
                 self.wfile.write(data)

@@ -3,8 +3,15 @@
 Shapes follow Jenkins' remote API: job JSON lists `builds` newest first with `lastStableBuild`
 and friends, build JSON carries `result`, `timestamp` (ms), `artifacts` (relativePath, fileName,
 displayPath) and the Git plugin's BuildData action; artifacts are served under
-`/job/NAME/N/artifact/PATH`; `/crumbIssuer/api/json` answers or 404s as configured; a wrong
-token gets 401. Every request is recorded so tests can check the client's request sequence.
+`/job/NAME/N/artifact/PATH`; `/crumbIssuer/api/json` answers or 404s as configured.
+
+As strict as a real controller with security on (the setup wizard's default, "logged-in users
+can do anything", anonymous without Overall/Read): an anonymous request gets 403 with the
+`X-You-Are-Authenticated-As` and `X-Required-Permission` headers Jenkins sends; a wrong API token
+gets 401; a job the caller may not read answers 404 exactly like a job that does not exist
+(Jenkins hides it); a POST without the crumb gets 403 "No valid crumb was included in the
+request". `FakeJenkins()` without a user is a controller with security disabled (everyone
+reads). Every request is recorded so tests can check the client's request sequence.
 """
 
 from __future__ import annotations
@@ -41,10 +48,15 @@ class FakeJenkins(LocalServer):
     """Serve jobs (name -> builds) until stopped; use as a context manager."""
 
     def __init__(self, *, crumb: bool = True, user: str | None = None,
-                 token: str | None = None) -> None:
+                 token: str | None = None, anonymous_read: bool | None = None,
+                 hidden: tuple[str, ...] = ()) -> None:
         self.jobs: dict[str, list[FakeBuild]] = {}
         self.crumb = crumb
         self.auth = (user, token) if user and token else None
+        # Security on (a user exists): anonymous may read nothing unless granted.
+        self.anonymous_read = self.auth is None if anonymous_read is None else anonymous_read
+        self.hidden = set(hidden)  # jobs anonymous may not see: 404, as for a missing job
+        self.posts: list[str] = []  # paths of accepted POSTs
         self.requests: list[Recorded] = []
         self.fail_next: list[int] = []  # statuses to answer before serving normally
         super().__init__(self._handler())
@@ -133,26 +145,57 @@ class FakeJenkins(LocalServer):
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 fake.requests.append(Recorded("GET", self.path, dict(self.headers)))
                 if fake.fail_next:
-                    self._send(fake.fail_next.pop(0), b"<html>busy</html>", "text/html")
+                    status = fake.fail_next.pop(0)
+                    # Jenkins' error page for an exception in the controller ("Oops!").
+                    self._send(status, b"<html><h1>Oops!</h1>A problem occurred while "
+                               b"processing the request.</html>", "text/html")
                     return
-                if not self._authorized():
+                anonymous = self._authorized()
+                if anonymous is None:
                     return
-                self._route(urlsplit(self.path).path)
+                if anonymous and not fake.anonymous_read \
+                        and urlsplit(self.path).path != "/crumbIssuer/api/json":
+                    self._forbidden_anonymous()
+                    return
+                self._route(urlsplit(self.path).path, anonymous)
 
-            def _authorized(self) -> bool:
-                if fake.auth is None:
-                    return True
+            def do_POST(self) -> None:  # noqa: N802
+                fake.requests.append(Recorded("POST", self.path, dict(self.headers)))
+                anonymous = self._authorized()
+                if anonymous is None:
+                    return
+                if anonymous and not fake.anonymous_read:
+                    self._forbidden_anonymous()
+                    return
+                if fake.crumb and self.headers.get(CRUMB_FIELD) != CRUMB:
+                    self._send(403, b"<html>No valid crumb was included in the request</html>",
+                               "text/html")
+                    return
+                fake.posts.append(self.path)
+                self._send(201, b"", "text/plain")
+
+            def _forbidden_anonymous(self) -> None:
+                self._send(403, b"<html>Authentication required</html>", "text/html",
+                           {"X-You-Are-Authenticated-As": "anonymous",
+                            "X-You-Are-In-Group-Disabled": "JENKINS-39402",
+                            "X-Required-Permission": "hudson.model.Hudson.Read",
+                            "X-Permission-Implied-By": "hudson.model.Hudson.Administer"})
+
+            def _authorized(self) -> bool | None:
+                """True for anonymous, False for the right user, None when refused (sent)."""
                 header = self.headers.get("Authorization", "")
-                expected = "Basic " + base64.b64encode(
-                    f"{fake.auth[0]}:{fake.auth[1]}".encode()).decode()
-                if header == expected:
+                if not header:
                     return True
+                expected = "Basic " + base64.b64encode(
+                    f"{(fake.auth or ('', ''))[0]}:{(fake.auth or ('', ''))[1]}".encode()).decode()
+                if fake.auth is not None and header == expected:
+                    return False
                 # Jenkins answers a bad API token with 401 and an HTML error page.
                 self._send(401, b"<html>Invalid password/token for user</html>", "text/html",
                            {"WWW-Authenticate": 'Basic realm="Jenkins"'})
-                return False
+                return None
 
-            def _route(self, path: str) -> None:
+            def _route(self, path: str, anonymous: bool) -> None:
                 if path == "/crumbIssuer/api/json":
                     if not fake.crumb:
                         self._send(404, b"<html>Not Found</html>", "text/html")
@@ -166,7 +209,7 @@ class FakeJenkins(LocalServer):
                     names.append(parts[1])
                     parts = parts[2:]
                 job = "/".join(names)
-                if job not in fake.jobs:
+                if job not in fake.jobs or (anonymous and job in fake.hidden):
                     self._send(404, b"<html>Not Found</html>", "text/html")
                     return
                 if parts == ["api", "json"]:
