@@ -10,6 +10,8 @@ from pathlib import Path
 import harness
 from harness.errors import ExitCode, HarnessError
 
+_HISTORY_DB = Path(".perf-cache") / "history.sqlite"
+
 
 def _parse_sets(values: Sequence[str]) -> dict[str, str]:
     out: dict[str, str] = {}
@@ -134,6 +136,27 @@ def _cmd_publish_github(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_history_sync(args: argparse.Namespace) -> int:
+    from harness.history import sync
+
+    sync(db=Path(args.db), from_dir=Path(args.from_dir) if args.from_dir else None,
+         jenkins_job=args.jenkins, jenkins_url=args.jenkins_url, limit=args.limit)
+    return ExitCode.OK
+
+
+def _cmd_history_show(args: argparse.Namespace) -> int:
+    from harness.history import show, terminal_text
+
+    analyses, written = show(db=Path(args.db), experiment=args.experiment,
+                             platform=args.platform, metric=args.metric,
+                             all_metrics=args.all, last=args.last,
+                             out=Path(args.out) if args.out else None)
+    print(terminal_text(analyses), end="")
+    for path in written:
+        print(f"wrote {path}")
+    return ExitCode.OK
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse exits 2 on bad flags; 2 means "regression" here, so bad flags exit 1."""
 
@@ -233,6 +256,28 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--base-url", default=None, help="GitHub Enterprise API URL")
     h.add_argument("--context", default="performance")
     h.set_defaults(func=_cmd_publish_github)
+    p = sub.add_parser("history", help="nightly trends: store, change points")
+    hsub = p.add_subparsers(dest="history_command", required=True, metavar="ACTION")
+    y = hsub.add_parser("sync", help="add new nightly results to the history database")
+    ysrc = y.add_mutually_exclusive_group(required=True)
+    ysrc.add_argument("--from-dir", default=None, metavar="DIR",
+                      help="a folder with results.json files (searched recursively)")
+    ysrc.add_argument("--jenkins", default=None, metavar="JOB",
+                      help="a nightly job whose builds archived results.json files")
+    y.add_argument("--jenkins-url", default=None, help="default: $JENKINS_URL")
+    y.add_argument("--limit", type=int, default=30, help="newest builds to look at (default 30)")
+    y.add_argument("--db", default=str(_HISTORY_DB), help=f"default: {_HISTORY_DB}")
+    y.set_defaults(func=_cmd_history_sync)
+    y = hsub.add_parser("show", help="per metric: the series' detected steps")
+    y.add_argument("--db", default=str(_HISTORY_DB), help=f"default: {_HISTORY_DB}")
+    y.add_argument("--experiment", default=None)
+    y.add_argument("--platform", default=None)
+    y.add_argument("--metric", default=None, help="one metric (gated or not)")
+    y.add_argument("--all", action="store_true", help="also the metrics that do not gate")
+    y.add_argument("--last", type=int, default=None, metavar="N", help="only the newest N points")
+    y.add_argument("--out", default=None, metavar="DIR",
+                   help="write history.json and a trend plot per series here")
+    y.set_defaults(func=_cmd_history_show)
     return parser
 
 
