@@ -453,7 +453,7 @@ def _value(value: float, unit: str) -> str:
     if unit == "s":
         return f"{value * 1000:.3g} ms"
     if abs(value) >= 1e5:
-        return f"{value:.6g} {unit}".strip()
+        return f"{value:,.0f} {unit}".strip()
     return f"{value:.4g} {unit}".strip()
 
 
@@ -556,7 +556,9 @@ def show(*, db: Path, experiment: str | None = None, platform: str | None = None
     written: list[Path] = []
     if out is not None:
         from harness.files import atomic_write_json
+        from harness.trendplot import write_trend_plots
 
         atomic_write_json(Path(out) / "history.json", analyses_to_json(analyses))
         written.append(Path(out) / "history.json")
+        written += write_trend_plots(analyses, Path(out))
     return analyses, written

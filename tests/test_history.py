@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from harness import history
+from harness import history, trendplot
 from harness.cli import main
 from harness.errors import HarnessError
 from harness.jenkins import JenkinsService
@@ -155,3 +155,26 @@ def test_cli_sync_needs_a_source(tmp_path, capsys):
     with pytest.raises(SystemExit) as exited:
         main(["history", "sync", "--db", str(tmp_path / "h.sqlite")])
     assert exited.value.code == 1 and "--from-dir" in capsys.readouterr().err
+
+
+def test_show_out_writes_one_trend_png_per_series(tmp_path):
+    write_nights(tmp_path / "nights", range(12), step_at=6)
+    db = tmp_path / "h.sqlite"
+    history.sync(db=db, from_dir=tmp_path / "nights", log=lambda line: None)
+    analyses, written = history.show(db=db, out=tmp_path / "out")
+    pngs = sorted(p.name for p in written if p.suffix == ".png")
+    assert pngs == sorted(trendplot.file_name(a) for a in analyses)
+    assert "trend-api-quick-linux-instructions_per_request-channels.png" in pngs
+    for name in pngs:
+        assert (tmp_path / "out" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_trend_plot_marks_a_candidate_value(tmp_path):
+    write_nights(tmp_path / "nights", range(4))
+    db = tmp_path / "h.sqlite"
+    history.sync(db=db, from_dir=tmp_path / "nights", log=lambda line: None)
+    analyses, _ = history.show(db=db, metric="latency_mean")
+    plain = trendplot.trend_plot(analyses[0], tmp_path / "a.png")
+    marked = trendplot.trend_plot(analyses[0], tmp_path / "b.png", candidate=0.02,
+                                  candidate_label="PR $1")
+    assert plain.read_bytes() != marked.read_bytes()
