@@ -157,6 +157,18 @@ def _cmd_history_show(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _cmd_bisect(args: argparse.Namespace) -> int:
+    from harness.bisect import run_bisect
+
+    outcome = run_bisect(good=args.good, bad=args.bad,
+                         experiment_path=Path(args.experiment) if args.experiment else None,
+                         out_dir=Path(args.out), budget=args.budget, rounds=args.rounds,
+                         seed=args.seed)
+    print(outcome.headline)
+    print(f"report: {Path(args.out) / 'bisect.md'}")
+    return outcome.exit_code
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse exits 2 on bad flags; 2 means "regression" here, so bad flags exit 1."""
 
@@ -278,6 +290,17 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--out", default=None, metavar="DIR",
                    help="write history.json and a trend plot per series here")
     y.set_defaults(func=_cmd_history_show)
+    p = sub.add_parser("bisect", help="find the first commit in GOOD..BAD that made it worse")
+    p.add_argument("good", metavar="GOOD")
+    p.add_argument("bad", metavar="BAD")
+    p.add_argument("experiment", nargs="?", default=None, metavar="EXPERIMENT")
+    p.add_argument("--out", default="bisect-out", metavar="DIR",
+                   help="report and resumable log (default: bisect-out)")
+    p.add_argument("--budget", default=None,
+                   help="time per timing step while adding rounds (default: perf_budget)")
+    p.add_argument("--rounds", type=int, default=None, help="rounds per side in a timing step")
+    p.add_argument("--seed", type=int, default=0, help="seed of the interleaving order")
+    p.set_defaults(func=_cmd_bisect)
     return parser
 
 
