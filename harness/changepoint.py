@@ -95,7 +95,7 @@ def detect(values: Sequence[float | None], *, model: Model, alpha: float = ALPHA
         found = e_divisive(series, alpha=alpha, permutations=permutations, seed=seed)
         steps = _timing_steps(series, found, present)
         note = (f"{len(present)} points{gaps}; E-divisive means, permutation test at "
-                f"p < {alpha:g} ({permutations} permutations)")
+                f"p <= {alpha:g} ({permutations} permutations)")
         return Detection(model, len(present), missing, True, tuple(steps), note)
     tolerance = exact_tolerance(series, floor=floor)
     steps = _exact_steps(series, present, tolerance, floor)
@@ -175,7 +175,7 @@ def e_divisive(values: np.ndarray, *, alpha: float = ALPHA, permutations: int = 
         q, position, start, end = max(candidates)
         p = permutation_p_value(values[start:end], q, permutations=permutations, rng=rng,
                                 min_size=min_size)
-        if p >= alpha:
+        if p > alpha:  # (1 + hits) / (1 + N) is a valid p-value: P(p <= alpha) <= alpha
             break
         found.append((position, p))
         bounds = sorted({*bounds, position})

@@ -138,9 +138,16 @@ def _cmd_publish_github(args: argparse.Namespace) -> int:
 
 def _cmd_history_sync(args: argparse.Namespace) -> int:
     from harness.history import sync
+    from harness.nightly import run_nightly
 
-    sync(db=Path(args.db), from_dir=Path(args.from_dir) if args.from_dir else None,
-         jenkins_job=args.jenkins, jenkins_url=args.jenkins_url, limit=args.limit)
+    from_dir = Path(args.from_dir) if args.from_dir else None
+    if args.post:
+        run_nightly(db=Path(args.db), from_dir=from_dir, jenkins_job=args.jenkins,
+                    jenkins_url=args.jenkins_url, limit=args.limit, github_repo=args.github_repo,
+                    github_base_url=args.github_base_url, report_url=args.report_url)
+    else:
+        sync(db=Path(args.db), from_dir=from_dir, jenkins_job=args.jenkins,
+             jenkins_url=args.jenkins_url, limit=args.limit)
     return ExitCode.OK
 
 
@@ -279,6 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--jenkins-url", default=None, help="default: $JENKINS_URL")
     y.add_argument("--limit", type=int, default=30, help="newest builds to look at (default 30)")
     y.add_argument("--db", default=str(_HISTORY_DB), help=f"default: {_HISTORY_DB}")
+    y.add_argument("--post", action="store_true",
+                   help="announce new steps in gated metrics in the running build's description "
+                        "($JOB_NAME #$BUILD_NUMBER) and, with --github-repo, a GitHub issue")
+    y.add_argument("--github-repo", default=None, metavar="OWNER/NAME",
+                   help="open one issue there for new steps (needs GITHUB_TOKEN)")
+    y.add_argument("--github-base-url", default=None, help="GitHub Enterprise API URL")
+    y.add_argument("--report-url", default=None, help="link to the published trend plots")
     y.set_defaults(func=_cmd_history_sync)
     y = hsub.add_parser("show", help="per metric: the series' detected steps")
     y.add_argument("--db", default=str(_HISTORY_DB), help=f"default: {_HISTORY_DB}")

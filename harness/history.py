@@ -60,6 +60,14 @@ CREATE TABLE IF NOT EXISTS points (
     min_change REAL NOT NULL,
     PRIMARY KEY (run_id, metric, endpoint, step)
 );
+CREATE TABLE IF NOT EXISTS posted (   -- steps a nightly already announced (harness.nightly)
+    experiment TEXT NOT NULL, platform TEXT NOT NULL, metric TEXT NOT NULL,
+    endpoint TEXT NOT NULL, step TEXT NOT NULL,
+    first_bad_at TEXT NOT NULL,       -- built_at of the step's first point at the new level
+    commit_id TEXT,
+    posted_at TEXT NOT NULL,
+    PRIMARY KEY (experiment, platform, metric, endpoint, step, first_bad_at)
+);
 CREATE INDEX IF NOT EXISTS runs_series ON runs (experiment, platform, built_at, build);
 CREATE INDEX IF NOT EXISTS runs_commit ON runs (commit_id);
 CREATE INDEX IF NOT EXISTS points_metric ON points (metric, endpoint, step);
@@ -228,6 +236,21 @@ class HistoryStore:
         entries = [Entry(float(v), c, b, t, u) for v, c, b, t, u, *_ in rows]
         last = rows[-1]
         return entries, str(last[5]), bool(last[6]), float(last[7])
+
+    def posted_times(self, key: SeriesKey) -> list[str]:
+        """built_at of the first bad point of every step already announced for this series."""
+        rows = self.db.execute(
+            "SELECT first_bad_at FROM posted WHERE experiment = ? AND platform = ? AND "
+            "metric = ? AND endpoint = ? AND step = ?",
+            (key.experiment, key.platform, key.metric, key.endpoint, key.step)).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def mark_posted(self, key: SeriesKey, entry: Entry, posted_at: str) -> None:
+        with self.db:
+            self.db.execute(
+                "INSERT OR REPLACE INTO posted VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (key.experiment, key.platform, key.metric, key.endpoint, key.step,
+                 entry.built_at, entry.commit, posted_at))
 
     def count_runs(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM runs").fetchone()[0])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -201,3 +202,62 @@ def test_good_must_be_an_ancestor_of_bad(history_repo, tmp_path):
     with pytest.raises(ConfigError, match="not an ancestor"):
         bisect.run_bisect(good=commits[-1], bad=commits[0], experiment_path=repo / "tiny.toml",
                           out_dir=tmp_path / "out")
+
+
+PEER_EXPERIMENT = """\
+description = "the reference peer, 5 channels, judged on instructions per /channels request"
+[subject]
+command = ["{python}", "-m", "subjects.peer", "serve", "--state-dir", "{state_dir}",
+           "--port", "{port}", "--db", "worker", "--sync-interval", "0"]
+setup = [["{python}", "-m", "subjects.peer", "seed", "--state-dir", "{state_dir}",
+          "--channels", "5", "--torrents", "10", "--seed", "0"]]
+ready = { http = "/health", timeout = "60s" }
+[workload]
+rate = "5/s"
+requests = 5
+[[workload.endpoints]]
+name = "channels"
+path = "/channels"
+[instructions]
+enabled = true
+requests = 5
+"""
+
+
+@needs_valgrind
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.timeout(600)
+@pytest.mark.skipif(not os.environ.get("HARNESS_PEER_BISECT"),
+                    reason="about 2 minutes on 2 cores: set HARNESS_PEER_BISECT=1 to run it")
+def test_bisect_of_the_reference_peer(tmp_path, monkeypatch):
+    """The issue's own case: the reference peer, one commit among eight slows /channels."""
+    root = Path(__file__).resolve().parent.parent
+    repo = tmp_path / "repo"
+    shutil.copytree(root / "subjects", repo / "subjects",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (repo / "peer.toml").write_text(PEER_EXPERIMENT)
+    (repo / "NOTES.md").write_text("notes\n")
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "config", "user.email", "t@localhost")
+    _git(repo, "config", "user.name", "t")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "good")
+    commits = [_git(repo, "rev-parse", "HEAD")]
+    tuning = repo / "subjects" / "peer" / "tuning.py"
+    for number in range(1, 9):
+        if number == SLOW:
+            tuning.write_text(tuning.read_text().replace("CHANNELS_EXTRA_WORK = 0",
+                                                         "CHANNELS_EXTRA_WORK = 100"))
+        else:
+            with open(repo / "NOTES.md", "a", encoding="utf-8") as notes:
+                notes.write(f"change {number}\n")
+        _git(repo, "commit", "-q", "-am", f"commit {number}")
+        commits.append(_git(repo, "rev-parse", "HEAD"))
+    monkeypatch.chdir(repo)
+    started = time.monotonic()
+    outcome = bisect.run_bisect(good=commits[0], bad=commits[-1],
+                                experiment_path=repo / "peer.toml", out_dir=tmp_path / "out",
+                                log=lambda line: None)
+    print(f"bisect of the peer over 8 commits: {time.monotonic() - started:.1f} s")
+    assert outcome.first_bad == commits[SLOW] and outcome.evidence == "instructions"
