@@ -49,7 +49,7 @@ def trend_plot(analysis: SeriesAnalysis, path: Path, *, candidate: float | None 
     values = np.array([e.value for e in analysis.entries]) * factor
     x = np.arange(len(values))
     fig = Figure(figsize=(8.0, 3.2), dpi=DPI)
-    ax = fig.subplots()
+    ax = fig.add_subplot()
     ax.plot(x, values, "o-", color=POINT, markersize=3, linewidth=0.8, label="nightly")
     steps = analysis.detection.steps
     cuts = [0, *(s.index for s in steps), len(values)]

@@ -14,7 +14,8 @@ from harness.errors import HarnessError
 from harness.jenkins import JenkinsService
 from tests.fakes.github_server import FakeGitHub
 from tests.fakes.jenkins_server import CRUMB, CRUMB_FIELD, FakeBuild, FakeJenkins, Recorded
-from tests.history_data import START, commit_id, nightly as nightly_results, write_nights
+from tests.history_data import START, commit_id, write_nights
+from tests.history_data import nightly as nightly_results
 
 pytestmark = pytest.mark.integration
 NIGHTLY_JOB = "perf-nightly"
