@@ -157,7 +157,8 @@ def _cmd_history_show(args: argparse.Namespace) -> int:
     analyses, written = show(db=Path(args.db), experiment=args.experiment,
                              platform=args.platform, metric=args.metric,
                              all_metrics=args.all, last=args.last,
-                             out=Path(args.out) if args.out else None)
+                             out=Path(args.out) if args.out else None,
+                             candidate=Path(args.candidate) if args.candidate else None)
     print(terminal_text(analyses), end="")
     for path in written:
         print(f"wrote {path}")
@@ -303,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--last", type=int, default=None, metavar="N", help="only the newest N points")
     y.add_argument("--out", default=None, metavar="DIR",
                    help="write history.json and a trend plot per series here")
+    y.add_argument("--candidate", default=None, metavar="RESULTS",
+                   help="a pull request's results.json: show where its values sit on the trends")
     y.set_defaults(func=_cmd_history_show)
     p = sub.add_parser("bisect", help="find the first commit in GOOD..BAD that made it worse")
     p.add_argument("good", metavar="GOOD")

@@ -9,6 +9,7 @@ metric, endpoint, commit and build. `analyse()` turns each series into change po
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -143,6 +144,21 @@ class SeriesAnalysis:
     entries: tuple[Entry, ...]
     detection: changepoint.Detection
     bisect: tuple[str | None, ...] = field(default=())  # per step: the command, when commits known
+    candidate: float | None = None  # a pull request's value of this series (--candidate)
+
+    @property
+    def level(self) -> float:
+        """The median of the newest level: the points since the last step."""
+        steps = self.detection.steps
+        start = steps[-1].index if steps else 0
+        return stats.median([e.value for e in self.entries[start:]])
+
+    @property
+    def candidate_change(self) -> float | None:
+        """The candidate against the newest level (candidate / level - 1)."""
+        if self.candidate is None or not self.entries or self.level == 0:
+            return None
+        return self.candidate / self.level - 1.0
 
     def worse(self, step: changepoint.Step) -> bool:
         """The step moved the metric the bad way."""
@@ -369,15 +385,19 @@ def sync_directory(store: HistoryStore, directory: Path) -> SyncReport:
 
 
 def sync_jenkins(store: HistoryStore, service: Any, job: str, *, limit: int = JENKINS_LIMIT,
+                 current: int | None = None,
                  log: Callable[[str], None] = lambda line: None) -> SyncReport:
     """Add the results.json artifacts of the job's newest finished builds not stored yet.
 
     `service` is a harness.jenkins.JenkinsService. Builds that FAILED or were ABORTED are passed
-    over (their measurements may be incomplete); so are artifacts that are not results files.
+    over (their measurements may be incomplete); so are artifacts that are not results files and
+    builds still running, except build `current`: the nightly that runs the sync itself, after
+    archiving its results.
     """
     added, skipped, known = [], [], 0
     for build in service.builds(job, limit=limit):
-        if build.result not in NIGHTLY_RESULTS:
+        running_self = build.result is None and build.number == current
+        if build.result not in NIGHTLY_RESULTS and not running_self:
             continue
         for artifact in build.artifacts:
             if not ARTIFACT_PATTERN.search(artifact):
@@ -512,6 +532,10 @@ def terminal_text(analyses: list[SeriesAnalysis]) -> str:
         lines.append(f"  {det.note}")
         lines.append(f"  newest: {_value(a.entries[-1].value, a.unit)} at "
                      f"{_where(a.entries[-1])}")
+        if a.candidate is not None:
+            change = a.candidate_change
+            where = "" if change is None else f", {change:+.2%} against the newest level"
+            lines.append(f"  candidate: {_value(a.candidate, a.unit)}{where}")
         if det.enough and not det.steps:
             lines.append("  no step detected")
         for number, (step, command) in enumerate(zip(det.steps, a.bisect, strict=True), start=1):
@@ -534,6 +558,7 @@ def analyses_to_json(analyses: list[SeriesAnalysis]) -> dict[str, Any]:
                         "built_at": e.built_at, "url": e.url} for e in a.entries],
             "detection": a.detection.to_json(),
             "bisect": list(a.bisect),
+            "candidate": a.candidate, "candidate_change": a.candidate_change,
         } for a in analyses],
     }
 
@@ -543,7 +568,7 @@ def analyses_to_json(analyses: list[SeriesAnalysis]) -> dict[str, Any]:
 
 
 def sync(*, db: Path, from_dir: Path | None = None, jenkins_job: str | None = None,
-         jenkins_url: str | None = None, limit: int = JENKINS_LIMIT,
+         jenkins_url: str | None = None, limit: int = JENKINS_LIMIT, current: int | None = None,
          service: Any = None, log: Callable[[str], None] = print) -> SyncReport:
     """`harness history sync`: add new nightly results from a directory or a Jenkins job."""
     if (from_dir is None) == (jenkins_job is None):
@@ -556,17 +581,34 @@ def sync(*, db: Path, from_dir: Path | None = None, jenkins_job: str | None = No
                 from harness.jenkins import JenkinsService
 
                 service = JenkinsService.from_environment(jenkins_url)
-            report = sync_jenkins(store, service, str(jenkins_job), limit=limit, log=log)
+            report = sync_jenkins(store, service, str(jenkins_job), limit=limit, current=current,
+                                  log=log)
         for line in report.lines():
             log(line)
         log(f"history: {store.count_runs()} run(s) in {db}")
     return report
 
 
+def with_candidate(analyses: list[SeriesAnalysis], candidate: Results) -> list[SeriesAnalysis]:
+    """Each series of the candidate's experiment and platform with the candidate's value."""
+    values = {(p.metric, p.endpoint, p.step): p.value for p in points_from_results(candidate)}
+    platform = candidate.environment.get("platform")
+    out = []
+    for a in analyses:
+        same = a.key.experiment == candidate.experiment.name and a.key.platform == platform
+        value = values.get((a.key.metric, a.key.endpoint, a.key.step)) if same else None
+        out.append(dataclasses.replace(a, candidate=value))
+    return out
+
+
 def show(*, db: Path, experiment: str | None = None, platform: str | None = None,
          metric: str | None = None, all_metrics: bool = False, last: int | None = None,
-         out: Path | None = None) -> tuple[list[SeriesAnalysis], list[Path]]:
-    """`harness history show`: the analyses, and with `out` history.json and trend plots."""
+         out: Path | None = None, candidate: Path | None = None,
+         ) -> tuple[list[SeriesAnalysis], list[Path]]:
+    """`harness history show`: the analyses, and with `out` history.json and trend plots.
+
+    With `candidate` (a pull request's results.json) each matching series carries its value, so
+    the text and the plots show where it sits on the trend."""
     if not Path(db).exists():
         raise HarnessError(f"{db}: no history database yet; run `harness history sync "
                            f"--from-dir DIR` or `--jenkins JOB` first (or pass --db).")
@@ -576,6 +618,8 @@ def show(*, db: Path, experiment: str | None = None, platform: str | None = None
     with HistoryStore(db) as store:
         analyses = analyse(store, experiment=experiment, platform=platform, metric=metric,
                            gated_only=not all_metrics and metric is None, last=last)
+    if candidate is not None:
+        analyses = with_candidate(analyses, load_results(Path(candidate)))
     written: list[Path] = []
     if out is not None:
         from harness.files import atomic_write_json

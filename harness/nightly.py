@@ -161,9 +161,12 @@ def run_nightly(*, db: Path, from_dir: Path | None, jenkins_job: str | None,
     from harness.history import sync
     from harness.jenkins import JenkinsService
 
+    environ = dict(os.environ if environ is None else environ)
+    job, number = _current_build(environ)
     service = service or JenkinsService.from_environment(jenkins_url)
+    # When the nightly itself runs the sync, its own archived results count already.
     sync(db=db, from_dir=from_dir, jenkins_job=jenkins_job, limit=limit, service=service,
-         log=log)
+         current=number if jenkins_job == job else None, log=log)
     return post_new_steps(db=db, jenkins=service, github_repo=github_repo,
                           github_base_url=github_base_url, report_url=report_url,
                           environ=environ, log=log)

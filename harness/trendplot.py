@@ -92,5 +92,6 @@ def _tick(analysis: SeriesAnalysis, index: int) -> str:
 
 
 def write_trend_plots(analyses: list[SeriesAnalysis], out_dir: Path) -> list[Path]:
-    """One trend plot per series into `out_dir`."""
-    return [trend_plot(a, Path(out_dir) / file_name(a)) for a in analyses]
+    """One trend plot per series into `out_dir`, with the candidate's value where it has one."""
+    return [trend_plot(a, Path(out_dir) / file_name(a), candidate=a.candidate,
+                       candidate_label="candidate") for a in analyses]

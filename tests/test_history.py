@@ -10,6 +10,7 @@ from harness import history, trendplot
 from harness.cli import main
 from harness.errors import HarnessError
 from harness.jenkins import JenkinsService
+from harness.results import save_results
 from tests.fakes.jenkins_server import FakeBuild, FakeJenkins
 from tests.history_data import START, commit_id, nightly, write_nights
 
@@ -178,3 +179,20 @@ def test_trend_plot_marks_a_candidate_value(tmp_path):
     marked = trendplot.trend_plot(analyses[0], tmp_path / "b.png", candidate=0.02,
                                   candidate_label="PR $1")
     assert plain.read_bytes() != marked.read_bytes()
+
+
+def test_a_candidate_is_placed_against_the_newest_level(tmp_path, capsys):
+    write_nights(tmp_path / "nights", range(16), step_at=9)
+    db = tmp_path / "h.sqlite"
+    history.sync(db=db, from_dir=tmp_path / "nights", log=lambda line: None)
+    pr = tmp_path / "pr" / "results.json"
+    save_results(nightly(30, latency=0.0123 * 1.3, instructions=2_000_000 * 1.05 * 1.02), pr)
+    analyses, _ = history.show(db=db, candidate=pr, metric="instructions_per_request")
+    (instr,) = analyses
+    assert instr.candidate_change == pytest.approx(0.02, abs=1e-5)  # vs the level after the step
+    assert main(["history", "show", "--db", str(db), "--candidate", str(pr), "--out",
+                 str(tmp_path / "out")]) == 0
+    assert "+2.00% against the newest level" in capsys.readouterr().out
+    data = json.loads((tmp_path / "out" / "history.json").read_text())
+    assert {s["name"] for s in data["series"] if s["candidate"] is not None} == {
+        "errors", "instructions_per_request[channels]", "latency_mean"}

@@ -163,9 +163,12 @@ def test_cli_nightly_sync_from_jenkins_and_post(tmp_path, monkeypatch, capsys):
                 night + 1, "SUCCESS", int((START.timestamp() + night * 86400) * 1000),
                 commit_id(night),
                 {"perf/linux/api-quick/results.json": json.dumps(results.to_json()).encode()}))
-        jenkins.add_build(NIGHTLY_JOB, FakeBuild(42, None, 0))
+        results = nightly_results(14, latency=0.013, instructions=1.05e6)
+        jenkins.add_build(NIGHTLY_JOB, FakeBuild(  # this build, still running, archived already
+            42, None, int((START.timestamp() + 14 * 86400) * 1000), commit_id(14),
+            {"perf/linux/api-quick/results.json": json.dumps(results.to_json()).encode()}))
         code = main(["history", "sync", "--jenkins", NIGHTLY_JOB, "--jenkins-url", jenkins.url,
                      "--db", str(tmp_path / "h.sqlite"), "--post"])
     out = capsys.readouterr().out
-    assert code == 0 and "14 new run(s)" in out and "described perf-nightly #42" in out
+    assert code == 0 and "15 new run(s)" in out and "described perf-nightly #42" in out
     assert "harness bisect" in jenkins.descriptions[NIGHTLY_JOB, 42]
