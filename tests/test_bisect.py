@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,7 +16,10 @@ import pytest
 from harness import bisect, valgrind
 from harness.bisect import BisectLog, Measurement, search
 from harness.cli import main
+from harness.compare import compare
 from harness.errors import ConfigError
+from harness.results import ExperimentInfo, Results, Round
+from harness.worktree import Checkout
 
 DATA = Path(__file__).resolve().parent / "data"
 needs_valgrind = pytest.mark.skipif(valgrind.unavailable_reason() is not None,
@@ -261,3 +266,44 @@ def test_bisect_of_the_reference_peer(tmp_path, monkeypatch):
                                 log=lambda line: None)
     print(f"bisect of the peer over 8 commits: {time.monotonic() - started:.1f} s")
     assert outcome.first_bad == commits[SLOW] and outcome.evidence == "instructions"
+
+
+def _timing_results(label: str, latency: float) -> Results:
+    rounds = tuple(Round(index=i, side=label, instance=1, step=None, started_at="t",
+                         duration=10.0, summary={"latency_mean": latency * (1 + 0.002 * i),
+                                                 "errors": 0.0})
+                   for i in range(6))
+    return Results(label=label, experiment=ExperimentInfo(name="tiny", path="tiny.toml",
+                                                          sha256="0" * 64),
+                   environment={"platform": "linux"}, rounds=rounds, created_at="t")
+
+
+@pytest.mark.integration
+def test_without_an_instruction_regression_the_steps_are_timing_sessions(history_repo, tmp_path,
+                                                                          monkeypatch):
+    """The orchestration on timing: sessions stand in for real rounds (their own tests run them)."""
+    repo, commits = history_repo
+    (repo / "tiny.toml").write_text(EXPERIMENT.replace("enabled = true", "enabled = false"))
+    sessions: list[tuple[str, str]] = []
+
+    @contextlib.contextmanager
+    def checkout(root, ref, *, cache=None):
+        yield Checkout(root=Path(root), commit=ref, python=sys.executable)
+
+    def session(sides, **kwargs):
+        good, other = sides
+        sessions.append((good.label, other.label))
+        slow = commits.index(other.checkout.commit) >= SLOW
+        baseline, candidate = _timing_results("good", 0.010), _timing_results(
+            other.label, 0.013 if slow else 0.010)
+        return baseline, candidate, compare(baseline, candidate), "settled after 6 pairs"
+
+    monkeypatch.setattr(bisect, "baseline_checkout", checkout)
+    monkeypatch.setattr(bisect, "run_session", session)
+    outcome = bisect.run_bisect(good=commits[0], bad=commits[-1],
+                                experiment_path=repo / "tiny.toml", out_dir=tmp_path / "out",
+                                log=lambda line: None)
+    assert outcome.first_bad == commits[SLOW] and outcome.evidence == "timing"
+    assert outcome.keys == ("latency_mean",)
+    assert len(sessions) == 4 and all(good == "good" for good, _ in sessions)  # GOOD every step
+    assert outcome.change["latency_mean"]["change"] == pytest.approx(0.3, abs=0.01)
