@@ -152,7 +152,7 @@ def _cmd_history_sync(args: argparse.Namespace) -> int:
 
 
 def _cmd_history_show(args: argparse.Namespace) -> int:
-    from harness.history import show, terminal_text
+    from harness.trends import show, terminal_text
 
     analyses, written = show(db=Path(args.db), experiment=args.experiment,
                              platform=args.platform, metric=args.metric,

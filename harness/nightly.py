@@ -23,7 +23,8 @@ from typing import Any
 from harness import secrets
 from harness.changepoint import Step
 from harness.errors import HarnessError, ServiceError
-from harness.history import HistoryStore, SeriesAnalysis, analyse, new_steps, step_line
+from harness.history import HistoryStore
+from harness.trends import SeriesAnalysis, analyse, new_steps, step_line
 
 JOB_VARIABLE = "JOB_NAME"  # set by Jenkins in every build
 BUILD_VARIABLE = "BUILD_NUMBER"

@@ -16,8 +16,8 @@ from matplotlib.figure import Figure
 
 from harness.files import atomic_write_bytes
 
-if TYPE_CHECKING:  # harness.history calls this module; the type is only needed for checking
-    from harness.history import SeriesAnalysis
+if TYPE_CHECKING:  # harness.trends calls this module; the type is only needed for checking
+    from harness.trends import SeriesAnalysis
 
 DPI = 96
 POINT = "#1f5fa8"

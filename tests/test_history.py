@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from harness import history, trendplot
+from harness import history, trendplot, trends
 from harness.cli import main
 from harness.errors import HarnessError
 from harness.jenkins import JenkinsService
@@ -61,7 +61,7 @@ def test_show_names_the_step_its_commit_range_and_the_bisect_command(tmp_path):
     write_nights(tmp_path / "nights", range(16), step_at=9)
     db = tmp_path / "h.sqlite"
     history.sync(db=db, from_dir=tmp_path / "nights", log=lambda line: None)
-    analyses, written = history.show(db=db, out=tmp_path / "out")
+    analyses, written = trends.show(db=db, out=tmp_path / "out")
     by_name = {a.key.name: a for a in analyses}
     for name in ("instructions_per_request[channels]", "latency_mean"):
         steps = by_name[name].detection.steps
@@ -70,7 +70,7 @@ def test_show_names_the_step_its_commit_range_and_the_bisect_command(tmp_path):
         assert by_name[name].matters(steps[0])
     exact = by_name["instructions_per_request[channels]"].detection.steps[0]
     assert exact.change == pytest.approx(0.05, abs=1e-4)
-    text = history.terminal_text(analyses)
+    text = trends.terminal_text(analyses)
     assert f"harness bisect {commit_id(8)[:12]} {commit_id(9)[:12]} experiments/api-quick.toml" \
         in text
     data = json.loads((tmp_path / "out" / "history.json").read_text())
@@ -82,18 +82,18 @@ def test_too_few_points_are_said_and_nothing_is_detected(tmp_path):
     write_nights(tmp_path / "nights", range(5), step_at=3)
     db = tmp_path / "h.sqlite"
     history.sync(db=db, from_dir=tmp_path / "nights", log=lambda line: None)
-    analyses, _ = history.show(db=db, metric="latency_mean")
+    analyses, _ = trends.show(db=db, metric="latency_mean")
     (latency,) = analyses
     assert not latency.detection.enough and latency.detection.steps == ()
     assert "5 points: too few for the timing model (it needs 8); nothing detected" \
-        in history.terminal_text(analyses)
+        in trends.terminal_text(analyses)
 
 
 def test_missing_nights_widen_the_commit_range_of_a_step(tmp_path):
     write_nights(tmp_path / "nights", range(18), step_at=9, skip=(7, 8, 9))
     db = tmp_path / "h.sqlite"
     history.sync(db=db, from_dir=tmp_path / "nights", log=lambda line: None)
-    analyses, _ = history.show(db=db, metric="instructions_per_request")
+    analyses, _ = trends.show(db=db, metric="instructions_per_request")
     step = analyses[0].detection.steps[0]
     entries = analyses[0].entries
     assert (entries[step.previous].commit, entries[step.index].commit) == (commit_id(6),
@@ -102,7 +102,7 @@ def test_missing_nights_widen_the_commit_range_of_a_step(tmp_path):
 
 def test_show_without_a_database_says_how_to_make_one(tmp_path):
     with pytest.raises(HarnessError, match="history sync"):
-        history.show(db=tmp_path / "none.sqlite")
+        trends.show(db=tmp_path / "none.sqlite")
 
 
 def test_a_file_that_is_not_a_database_is_refused(tmp_path):
@@ -162,7 +162,7 @@ def test_show_out_writes_one_trend_png_per_series(tmp_path):
     write_nights(tmp_path / "nights", range(12), step_at=6)
     db = tmp_path / "h.sqlite"
     history.sync(db=db, from_dir=tmp_path / "nights", log=lambda line: None)
-    analyses, written = history.show(db=db, out=tmp_path / "out")
+    analyses, written = trends.show(db=db, out=tmp_path / "out")
     pngs = sorted(p.name for p in written if p.suffix == ".png")
     assert pngs == sorted(trendplot.file_name(a) for a in analyses)
     assert "trend-api-quick-linux-instructions_per_request-channels.png" in pngs
@@ -174,7 +174,7 @@ def test_trend_plot_marks_a_candidate_value(tmp_path):
     write_nights(tmp_path / "nights", range(4))
     db = tmp_path / "h.sqlite"
     history.sync(db=db, from_dir=tmp_path / "nights", log=lambda line: None)
-    analyses, _ = history.show(db=db, metric="latency_mean")
+    analyses, _ = trends.show(db=db, metric="latency_mean")
     plain = trendplot.trend_plot(analyses[0], tmp_path / "a.png")
     marked = trendplot.trend_plot(analyses[0], tmp_path / "b.png", candidate=0.02,
                                   candidate_label="PR $1")
@@ -187,7 +187,7 @@ def test_a_candidate_is_placed_against_the_newest_level(tmp_path, capsys):
     history.sync(db=db, from_dir=tmp_path / "nights", log=lambda line: None)
     pr = tmp_path / "pr" / "results.json"
     save_results(nightly(30, latency=0.0123 * 1.3, instructions=2_000_000 * 1.05 * 1.02), pr)
-    analyses, _ = history.show(db=db, candidate=pr, metric="instructions_per_request")
+    analyses, _ = trends.show(db=db, candidate=pr, metric="instructions_per_request")
     (instr,) = analyses
     assert instr.candidate_change == pytest.approx(0.02, abs=1e-5)  # vs the level after the step
     assert main(["history", "show", "--db", str(db), "--candidate", str(pr), "--out",
