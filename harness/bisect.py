@@ -94,6 +94,7 @@ class BisectOutcome:
     change: dict[str, dict[str, Any]] = field(default_factory=dict)  # first bad vs its parent
     headline: str = ""
     resumed: int = 0  # steps taken from the log instead of measured
+    subjects: dict[str, str] = field(default_factory=dict)  # commit -> subject line, measured ones
 
     @property
     def exit_code(self) -> int:
@@ -438,13 +439,14 @@ def run_bisect(*, good: str, bad: str, experiment_path: Path | None, out_dir: Pa
             raise
     keys = judge.keys
     change = _parent_change(steps, commits, first_bad, keys) if first_bad is not None else {}
-    subject = subject_line(root, commits[first_bad]) if first_bad is not None else None
+    subjects = {m.commit: subject_line(root, m.commit) for m in steps}
+    subject = subjects[commits[first_bad]] if first_bad is not None else None
     outcome = BisectOutcome(
         good=good_id, bad=bad_id, experiment=experiment.name, commits=tuple(commits),
         evidence=judge.evidence, keys=tuple(keys), steps=tuple(steps),
         first_bad=commits[first_bad] if first_bad is not None else None, subject=subject,
         change=change, headline=_headline(first_bad, commits, subject, change, why),
-        resumed=sum(1 for m in steps if m.commit in known))
+        resumed=sum(1 for m in steps if m.commit in known), subjects=subjects)
     if outcome.first_bad is None and outcome.evidence and why.startswith("BAD is not worse"):
         outcome = dataclasses.replace(outcome, evidence=None)
     write_report(outcome, out_dir)
@@ -479,7 +481,9 @@ def markdown(outcome: BisectOutcome) -> str:
         position = outcome.commits.index(step.commit) + 1
         values = "; ".join(f"{k}: {_fmt(v.get('good'))} -> {_fmt(v.get('value'))} "
                            f"({_pct(v.get('change'))})" for k, v in step.values.items())
-        lines.append(f"| {number} | `{step.commit[:12]}` | {position}/{len(outcome.commits)} | "
+        subject = outcome.subjects.get(step.commit, "").replace("|", "/")
+        lines.append(f"| {number} | `{step.commit[:12]}` {subject} | "
+                     f"{position}/{len(outcome.commits)} | "
                      f"{step.verdict} | {values or step.reason} | {step.seconds:g} |")
     lines.append("")
     return "\n".join(lines)

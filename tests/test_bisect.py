@@ -179,6 +179,7 @@ def test_bisect_names_the_slowing_commit_from_instructions_and_resumes(history_r
         assert step.verdict == expected
     report = (out / "bisect.md").read_text()
     assert commits[SLOW][:12] in report and "First bad commit" in report
+    assert f"`{commits[SLOW][:12]}` work: more iterations per request | 5/8 | bad" in report
     assert json.loads((out / "bisect.json").read_text())["first_bad"] == commits[SLOW]
     print(f"bisect of 8 commits on instructions: {elapsed:.1f} s")
     assert not list((out / "work" / "cache").glob("baseline-*"))  # worktrees removed
