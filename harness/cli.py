@@ -143,11 +143,12 @@ def _cmd_history_sync(args: argparse.Namespace) -> int:
     from_dir = Path(args.from_dir) if args.from_dir else None
     if args.post:
         run_nightly(db=Path(args.db), from_dir=from_dir, jenkins_job=args.jenkins,
-                    jenkins_url=args.jenkins_url, limit=args.limit, github_repo=args.github_repo,
+                    jenkins_url=args.jenkins_url, limit=args.limit, artifact=args.artifact,
+                    github_repo=args.github_repo,
                     github_base_url=args.github_base_url, report_url=args.report_url)
     else:
         sync(db=Path(args.db), from_dir=from_dir, jenkins_job=args.jenkins,
-             jenkins_url=args.jenkins_url, limit=args.limit)
+             jenkins_url=args.jenkins_url, limit=args.limit, artifact=args.artifact)
     return ExitCode.OK
 
 
@@ -286,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a nightly job whose builds archived results.json files")
     y.add_argument("--jenkins-url", default=None, help="default: $JENKINS_URL")
     y.add_argument("--limit", type=int, default=30, help="newest builds to look at (default 30)")
+    y.add_argument("--artifact", default=None,
+                   metavar="PATH", help="archived results to read, {platform} and {experiment} "
+                   "matching any one folder (default: perf/{platform}/{experiment}/results.json)")
     y.add_argument("--db", default=str(_HISTORY_DB), help=f"default: {_HISTORY_DB}")
     y.add_argument("--post", action="store_true",
                    help="announce new steps in gated metrics in the running build's description "

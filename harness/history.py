@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import stats
+from harness.baseline import ARTIFACT_TEMPLATE  # the nightly's artifacts, as baselines read them
 from harness.compare import INSTRUCTIONS_METRIC, resolve_policies
 from harness.errors import HarnessError, ResultsFormatError
 from harness.metrics import METRICS
@@ -29,7 +30,6 @@ from harness.results import Results, load_results
 SCHEMA_VERSION = 1
 DEFAULT_DB = Path(".perf-cache") / "history.sqlite"
 RESULTS_NAME = "results.json"
-ARTIFACT_PATTERN = re.compile(r"(^|/)results\.json$")
 JENKINS_LIMIT = 30  # builds looked at per sync, newest first (one request each)
 NIGHTLY_RESULTS = ("SUCCESS", "UNSTABLE")  # FAILURE/ABORTED builds may have measured nothing
 _SCHEMA = """
@@ -337,8 +337,16 @@ def sync_directory(store: HistoryStore, directory: Path) -> SyncReport:
     return SyncReport(tuple(added), known, tuple(skipped))
 
 
+def artifact_pattern(template: str) -> re.Pattern[str]:
+    """A regular expression for the artifact paths a template names ({platform}, {experiment}
+    match one path part each)."""
+    parts = re.split(r"(\{platform\}|\{experiment\})", template)
+    return re.compile("".join("[^/]+" if p in ("{platform}", "{experiment}") else re.escape(p)
+                              for p in parts) + "$")
+
+
 def sync_jenkins(store: HistoryStore, service: Any, job: str, *, limit: int = JENKINS_LIMIT,
-                 current: int | None = None,
+                 current: int | None = None, artifact: str = ARTIFACT_TEMPLATE,
                  log: Callable[[str], None] = lambda line: None) -> SyncReport:
     """Add the results.json artifacts of the job's newest finished builds not stored yet.
 
@@ -348,19 +356,20 @@ def sync_jenkins(store: HistoryStore, service: Any, job: str, *, limit: int = JE
     archiving its results.
     """
     added, skipped, known = [], [], 0
+    pattern = artifact_pattern(artifact)
     for build in service.builds(job, limit=limit):
         running_self = build.result is None and build.number == current
         if build.result not in NIGHTLY_RESULTS and not running_self:
             continue
-        for artifact in build.artifacts:
-            if not ARTIFACT_PATTERN.search(artifact):
+        for path in build.artifacts:
+            if not pattern.fullmatch(path):
                 continue
-            source = f"jenkins:{job}#{build.number}:{artifact}"
+            source = f"jenkins:{job}#{build.number}:{path}"
             if store.known(source):
                 known += 1
                 continue
-            data = service.artifact(job, build.number, artifact)
-            where = f"{build.url}artifact/{artifact}"
+            data = service.artifact(job, build.number, path)
+            where = f"{build.url}artifact/{path}"
             try:
                 results = Results.from_json(json.loads(data), source=where)
             except (ValueError, ResultsFormatError) as exc:
@@ -371,7 +380,7 @@ def sync_jenkins(store: HistoryStore, service: Any, job: str, *, limit: int = JE
                                    commit=build.commit, url=build.url)
             store.add(run, points_from_results(results))
             added.append(source)
-            log(f"history: stored {job} #{build.number} {artifact}")
+            log(f"history: stored {job} #{build.number} {path}")
     return SyncReport(tuple(added), known, tuple(skipped))
 
 # ---------------------------------------------------------------------------------------------
@@ -379,7 +388,8 @@ def sync_jenkins(store: HistoryStore, service: Any, job: str, *, limit: int = JE
 
 def sync(*, db: Path, from_dir: Path | None = None, jenkins_job: str | None = None,
          jenkins_url: str | None = None, limit: int = JENKINS_LIMIT, current: int | None = None,
-         service: Any = None, log: Callable[[str], None] = print) -> SyncReport:
+         artifact: str | None = None, service: Any = None,
+         log: Callable[[str], None] = print) -> SyncReport:
     """`harness history sync`: add new nightly results from a directory or a Jenkins job."""
     if (from_dir is None) == (jenkins_job is None):
         raise HarnessError("history sync: pass exactly one of --from-dir DIR and --jenkins JOB.")
@@ -392,7 +402,7 @@ def sync(*, db: Path, from_dir: Path | None = None, jenkins_job: str | None = No
 
                 service = JenkinsService.from_environment(jenkins_url)
             report = sync_jenkins(store, service, str(jenkins_job), limit=limit, current=current,
-                                  log=log)
+                                  artifact=artifact or ARTIFACT_TEMPLATE, log=log)
         for line in report.lines():
             log(line)
         log(f"history: {store.count_runs()} run(s) in {db}")

@@ -154,7 +154,7 @@ def post_new_steps(*, db: Path, jenkins: Any, github_repo: str | None = None,
 
 
 def run_nightly(*, db: Path, from_dir: Path | None, jenkins_job: str | None,
-                jenkins_url: str | None, limit: int, github_repo: str | None,
+                jenkins_url: str | None, limit: int, artifact: str | None, github_repo: str | None,
                 github_base_url: str | None, report_url: str | None,
                 service: Any = None, environ: dict[str, str] | None = None,
                 log: Callable[[str], None] = print) -> Announcement:
@@ -166,8 +166,8 @@ def run_nightly(*, db: Path, from_dir: Path | None, jenkins_job: str | None,
     job, number = _current_build(environ)
     service = service or JenkinsService.from_environment(jenkins_url)
     # When the nightly itself runs the sync, its own archived results count already.
-    sync(db=db, from_dir=from_dir, jenkins_job=jenkins_job, limit=limit, service=service,
-         current=number if jenkins_job == job else None, log=log)
+    sync(db=db, from_dir=from_dir, jenkins_job=jenkins_job, limit=limit, artifact=artifact,
+         service=service, current=number if jenkins_job == job else None, log=log)
     return post_new_steps(db=db, jenkins=service, github_repo=github_repo,
                           github_base_url=github_base_url, report_url=report_url,
                           environ=environ, log=log)

@@ -123,7 +123,8 @@ def test_sync_from_jenkins_stores_nightly_artifacts_once(tmp_path):
             data = json.dumps(nightly(night, latency=0.01, instructions=1e6).to_json()).encode()
             result = "FAILURE" if night == 4 else "SUCCESS"
             fake.add_build(JOB, FakeBuild(night, result, _ms(night), commit_id(night),
-                                          {ARTIFACT: data, "perf/report.html": b"<html>"}))
+                                          {ARTIFACT: data, "perf/report.html": b"<html>",
+                                           "perf-out/baseline/results.json": data}))
         fake.add_build(JOB, FakeBuild(6, None, _ms(6), commit_id(6)))  # still running
         service = JenkinsService(fake.url, timeout=5, sleep=lambda s: None)
         db = tmp_path / "h.sqlite"
@@ -132,7 +133,7 @@ def test_sync_from_jenkins_stores_nightly_artifacts_once(tmp_path):
         artifact_requests = [r.path for r in fake.requests if "/artifact/" in r.path]
     assert sorted(first.added) == [f"jenkins:{JOB}#{n}:{ARTIFACT}" for n in (1, 2, 3, 5)]
     assert second.added == () and second.known == 4
-    assert len(artifact_requests) == 4  # each artifact downloaded once, no report.html
+    assert len(artifact_requests) == 4  # each nightly result once; not the report, not perf-out
     with history.HistoryStore(db) as store:
         key = next(k for k in store.keys() if k.metric == "latency_mean")
         entries, *_ = store.series(key)
@@ -196,3 +197,10 @@ def test_a_candidate_is_placed_against_the_newest_level(tmp_path, capsys):
     data = json.loads((tmp_path / "out" / "history.json").read_text())
     assert {s["name"] for s in data["series"] if s["candidate"] is not None} == {
         "errors", "instructions_per_request[channels]", "latency_mean"}
+
+
+def test_artifact_pattern_matches_one_folder_per_placeholder():
+    pattern = history.artifact_pattern(history.ARTIFACT_TEMPLATE)
+    assert pattern.fullmatch("perf/linux/api-quick/results.json")
+    assert not pattern.fullmatch("perf/linux/api-quick/baseline/results.json")
+    assert not pattern.fullmatch("perf-out/baseline/results.json")
