@@ -115,3 +115,22 @@ def test_detection_is_repeatable_for_a_seed():
     values[12:] = [v * 1.15 for v in values[12:]]
     first = detect(values, model="timing", seed=4)
     assert first == detect(values, model="timing", seed=4)
+
+
+def _direct_q(values: list[float], t: int, u: int) -> float:
+    """The energy statistic of X = values[:t] and Y = values[t:u], straight from the definition."""
+    x, y = values[:t], values[t:u]
+    m, k = len(x), len(y)
+    between = sum(abs(a - b) for a in x for b in y) / (m * k)
+    within_x = sum(abs(a - b) for i, a in enumerate(x) for b in x[i + 1:]) / (m * (m - 1) / 2)
+    within_y = sum(abs(a - b) for i, a in enumerate(y) for b in y[i + 1:]) / (k * (k - 1) / 2)
+    return m * k / (m + k) * (2 * between - within_x - within_y)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_split_statistic_equals_the_definition_at_its_best_split(seed):
+    rng = random.Random(seed)
+    values = [rng.gauss(0, 1) + (2.0 if i >= 7 else 0.0) for i in range(15)]
+    position, q = changepoint.split_statistic(np.array(values))
+    best = max((_direct_q(values, t, u), t) for t in range(3, 13) for u in range(t + 3, 16))
+    assert q == pytest.approx(best[0]) and position == best[1]
