@@ -277,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--base-url", default=None, help="GitHub Enterprise API URL")
     h.add_argument("--context", default="performance")
     h.set_defaults(func=_cmd_publish_github)
+
     p = sub.add_parser("history", help="nightly trends: store, change points")
     hsub = p.add_subparsers(dest="history_command", required=True, metavar="ACTION")
     y = hsub.add_parser("sync", help="add new nightly results to the history database")
@@ -311,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--candidate", default=None, metavar="RESULTS",
                    help="a pull request's results.json: show where its values sit on the trends")
     y.set_defaults(func=_cmd_history_show)
+
     p = sub.add_parser("bisect", help="find the first commit in GOOD..BAD that made it worse")
     p.add_argument("good", metavar="GOOD")
     p.add_argument("bad", metavar="BAD")
