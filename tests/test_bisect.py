@@ -141,7 +141,7 @@ def history_repo(tmp_path, monkeypatch) -> tuple[Path, list[str]]:
 @needs_valgrind
 @pytest.mark.slow
 @pytest.mark.integration
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(420)  # minutes only on a machine loaded several times over
 def test_bisect_names_the_slowing_commit_from_instructions_and_resumes(history_repo, tmp_path):
     repo, commits = history_repo
     out = tmp_path / "out"
