@@ -28,6 +28,8 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{value} rounds measure nothing (give 1 or more)")
     return value
 
+_HISTORY_DB = Path(".perf-cache") / "history.sqlite"
+
 
 def _parse_sets(values: Sequence[str]) -> dict[str, str]:
     out: dict[str, str] = {}
@@ -197,6 +199,48 @@ def _cmd_publish_github(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_history_sync(args: argparse.Namespace) -> int:
+    from harness.history import sync
+    from harness.nightly import run_nightly
+
+    from_dir = Path(args.from_dir) if args.from_dir else None
+    if args.post:
+        run_nightly(db=Path(args.db), from_dir=from_dir, jenkins_job=args.jenkins,
+                    jenkins_url=args.jenkins_url, limit=args.limit, artifact=args.artifact,
+                    github_repo=args.github_repo,
+                    github_base_url=args.github_base_url, report_url=args.report_url)
+    else:
+        sync(db=Path(args.db), from_dir=from_dir, jenkins_job=args.jenkins,
+             jenkins_url=args.jenkins_url, limit=args.limit, artifact=args.artifact)
+    return ExitCode.OK
+
+
+def _cmd_history_show(args: argparse.Namespace) -> int:
+    from harness.trends import show, terminal_text
+
+    analyses, written = show(db=Path(args.db), experiment=args.experiment,
+                             platform=args.platform, metric=args.metric,
+                             all_metrics=args.all, last=args.last,
+                             out=Path(args.out) if args.out else None,
+                             candidate=Path(args.candidate) if args.candidate else None)
+    print(terminal_text(analyses), end="")
+    for path in written:
+        print(f"wrote {path}")
+    return ExitCode.OK
+
+
+def _cmd_bisect(args: argparse.Namespace) -> int:
+    from harness.bisect import run_bisect
+
+    outcome = run_bisect(good=args.good, bad=args.bad,
+                         experiment_path=Path(args.experiment) if args.experiment else None,
+                         out_dir=Path(args.out), budget=args.budget, rounds=args.rounds,
+                         seed=args.seed)
+    print(outcome.headline)
+    print(f"report: {Path(args.out) / 'bisect.md'}")
+    return outcome.exit_code
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse exits 2 on bad flags; 2 means "regression" here, so bad flags exit 1."""
 
@@ -310,6 +354,53 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--base-url", default=None, help="GitHub Enterprise API URL")
     h.add_argument("--context", default="performance")
     h.set_defaults(func=_cmd_publish_github)
+
+    p = sub.add_parser("history", help="nightly trends: store, change points")
+    hsub = p.add_subparsers(dest="history_command", required=True, metavar="ACTION")
+    y = hsub.add_parser("sync", help="add new nightly results to the history database")
+    ysrc = y.add_mutually_exclusive_group(required=True)
+    ysrc.add_argument("--from-dir", default=None, metavar="DIR",
+                      help="a folder with results.json files (searched recursively)")
+    ysrc.add_argument("--jenkins", default=None, metavar="JOB",
+                      help="a nightly job whose builds archived results.json files")
+    y.add_argument("--jenkins-url", default=None, help="default: $JENKINS_URL")
+    y.add_argument("--limit", type=int, default=30, help="newest builds to look at (default 30)")
+    y.add_argument("--artifact", default=None,
+                   metavar="PATH", help="archived results to read, {platform} and {experiment} "
+                   "matching any one folder (default: perf/{platform}/{experiment}/results.json)")
+    y.add_argument("--db", default=str(_HISTORY_DB), help=f"default: {_HISTORY_DB}")
+    y.add_argument("--post", action="store_true",
+                   help="announce new steps in gated metrics in the running build's description "
+                        "($JOB_NAME #$BUILD_NUMBER) and, with --github-repo, a GitHub issue")
+    y.add_argument("--github-repo", default=None, metavar="OWNER/NAME",
+                   help="open one issue there for new steps (needs GITHUB_TOKEN)")
+    y.add_argument("--github-base-url", default=None, help="GitHub Enterprise API URL")
+    y.add_argument("--report-url", default=None, help="link to the published trend plots")
+    y.set_defaults(func=_cmd_history_sync)
+    y = hsub.add_parser("show", help="per metric: the series' detected steps")
+    y.add_argument("--db", default=str(_HISTORY_DB), help=f"default: {_HISTORY_DB}")
+    y.add_argument("--experiment", default=None)
+    y.add_argument("--platform", default=None)
+    y.add_argument("--metric", default=None, help="one metric (gated or not)")
+    y.add_argument("--all", action="store_true", help="also the metrics that do not gate")
+    y.add_argument("--last", type=int, default=None, metavar="N", help="only the newest N points")
+    y.add_argument("--out", default=None, metavar="DIR",
+                   help="write history.json and a trend plot per series here")
+    y.add_argument("--candidate", default=None, metavar="RESULTS",
+                   help="a pull request's results.json: show where its values sit on the trends")
+    y.set_defaults(func=_cmd_history_show)
+
+    p = sub.add_parser("bisect", help="find the first commit in GOOD..BAD that made it worse")
+    p.add_argument("good", metavar="GOOD")
+    p.add_argument("bad", metavar="BAD")
+    p.add_argument("experiment", nargs="?", default=None, metavar="EXPERIMENT")
+    p.add_argument("--out", default="bisect-out", metavar="DIR",
+                   help="report and resumable log (default: bisect-out)")
+    p.add_argument("--budget", default=None,
+                   help="time per timing step while adding rounds (default: perf_budget)")
+    p.add_argument("--rounds", type=int, default=None, help="rounds per side in a timing step")
+    p.add_argument("--seed", type=int, default=0, help="seed of the interleaving order")
+    p.set_defaults(func=_cmd_bisect)
     return parser
 
 

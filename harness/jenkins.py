@@ -235,3 +235,21 @@ class JenkinsService:
             f"artifact {relative_path} of {job} #{number}",
             lambda: self._client.get_build_artifact_as_bytes(job, number, relative_path),
         )
+
+
+# Added for harness.nightly (helper "history"): python-jenkins has no call for a build's
+# description, so the form Jenkins' own UI posts is sent through the client (crumb and auth
+# included) with the service's retry policy.
+_SUBMIT_DESCRIPTION = "%(folder_url)sjob/%(short_name)s/%(number)s/submitDescription"
+
+
+def set_build_description(service: JenkinsService, job: str, number: int, text: str) -> None:
+    """Replace the description of build `number` of `job` (shown on the build's page)."""
+    client = service._client  # pylint: disable=protected-access
+    folder_url, short_name = client._get_job_folder(job)  # pylint: disable=protected-access
+    url = client._build_url(_SUBMIT_DESCRIPTION,  # pylint: disable=protected-access
+                            {"folder_url": folder_url, "short_name": short_name,
+                             "number": number})
+    service._call(  # pylint: disable=protected-access
+        f"description of {job} #{number}",
+        lambda: client.jenkins_open(requests.Request("POST", url, data={"description": text})))
