@@ -1,4 +1,4 @@
-"""JMeter JTL import: the CSV and XML variants JMeter writes, malformed files, `harness import jtl`."""
+"""JMeter JTL import: the CSV and XML variants JMeter writes, malformed files, the CLI."""
 
 from __future__ import annotations
 
