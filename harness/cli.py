@@ -61,6 +61,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     )
     write_reports(comparison, out_dir=Path(args.out), report_url=args.report_url)
     print(terminal_table(comparison))
+    if args.perf_plugin_csv:
+        from harness.perfplugin import write_perf_plugin_csvs
+
+        for path in write_perf_plugin_csvs(comparison.baseline, comparison.candidate,
+                                           Path(args.out) / "perf-plugin"):
+            print(f"wrote {path} (Jenkins Performance plugin)")
     return exit_code(comparison, fail_on_inconclusive=args.fail_on_inconclusive)
 
 
@@ -191,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-on-inconclusive", action="store_true",
                    help="exit 2 when a gated metric is inconclusive (default: pass with a warning)")
     p.add_argument("--report-url", default=None, help="link to the published report")
+    p.add_argument("--perf-plugin-csv", action="store_true",
+                   help="also write DIR/perf-plugin/{baseline,candidate}.csv, JMeter CSV results "
+                   "for the Jenkins Performance plugin's perfReport step")
     p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("import", help="turn results of other tools into results.json")

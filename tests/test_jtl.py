@@ -100,3 +100,22 @@ def test_import_of_a_missing_file_is_error_1_and_writes_nothing(tmp_path, capsys
     assert code == 1
     assert "nope.jtl: cannot be read" in capsys.readouterr().err
     assert not (tmp_path / "o" / "results.json").exists()
+
+
+def test_compare_writes_performance_plugin_csvs_that_read_back(tmp_path, capsys):
+    for side in ("baseline", "candidate"):
+        import_jtl([DATA / "jmeter5-header.csv"], out_dir=tmp_path / side, label=side)
+    code = main(["compare", str(tmp_path / "baseline" / "results.json"),
+                 str(tmp_path / "candidate" / "results.json"), "--out", str(tmp_path / "cmp"),
+                 "--perf-plugin-csv"])
+    assert code in (0, 1, 2)
+    assert "perf-plugin/candidate.csv (Jenkins Performance plugin)" in capsys.readouterr().out
+    path = tmp_path / "cmp" / "perf-plugin" / "baseline.csv"
+    assert path.read_text().splitlines()[0] == (
+        "timeStamp,elapsed,label,responseCode,responseMessage,threadName,success,bytes,Latency")
+    again = read_jtl(path)  # a JMeter CSV: our own reader (and the plugin's) takes it back
+    original = read_jtl(DATA / "jmeter5-header.csv")
+    assert [s.elapsed for s in again] == [s.elapsed for s in original]
+    assert [s.success for s in again] == [True, True, True, False, False]
+    assert [s.label for s in again] == [s.label for s in original]
+    assert again[3].code == 500 and again[0].nbytes == 614400
