@@ -300,8 +300,8 @@ def _failure(run: JMeterRun, code: int | None) -> str:
     for path in (run.output, run.log):
         if path.exists():
             lines += path.read_text(encoding="utf-8", errors="replace").splitlines()
-    first = next((i for i, ln in enumerate(lines)
-                  if "Error" in ln or "ERROR" in ln or "Exception" in ln), None)
+    first = next((i for i, ln in enumerate(lines) if "Error" in ln or "ERROR" in ln
+                  or "Exception" in ln or ln.startswith("Could not open")), None)
     if first is None:
         return f"exit code {code}, no error message. Full log: {run.log}"
     detail = lines[first].strip().rstrip(":")[:400]
@@ -322,6 +322,7 @@ def run_jmeter(plan: Path, *, props: dict[str, str], run: JMeterRun, timeout: fl
     """Run JMeter non-GUI on `plan` and wait; raise JMeterError with JMeter's message on failure."""
     run.directory.mkdir(parents=True, exist_ok=True)
     run.jtl.unlink(missing_ok=True)
+    plan = Path(plan).resolve()  # JMeter runs in the run's directory
     argv = [*jmeter_command(run.directory), "-n", "-t", str(plan), "-l", str(run.jtl),
             "-j", str(run.log)]
     argv += [f"-J{k}={v}" for k, v in {**SAVE_PROPERTIES, **props}.items()]
@@ -340,7 +341,8 @@ def run_jmeter(plan: Path, *, props: dict[str, str], run: JMeterRun, timeout: fl
         finally:
             stop_process_tree(proc, timeout=5)
     text = run.output.read_text(encoding="utf-8", errors="replace")
-    if code != 0 or "Error in NonGUIDriver" in text or not run.jtl.exists():
+    if code != 0 or "Error in NonGUIDriver" in text or "Could not open" in text \
+            or not run.jtl.exists():
         raise JMeterError(f"JMeter could not run {plan}: {_failure(run, code)}")
 
 

@@ -4,7 +4,9 @@ against the reference subject beside the built-in driver."""
 from __future__ import annotations
 
 import shutil
+import threading
 import xml.etree.ElementTree as ET
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -157,3 +159,37 @@ def test_jmeter_and_the_builtin_driver_measure_the_reference_subject_alike(tmp_p
     assert (tmp_path / "jmeter" / "results.json").exists()
     assert (tmp_path / "jmeter" / "work" / "round-0" / "instance-1" / "jmeter" /
             "results.jtl").exists()
+
+
+class _Channels(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802  # the http.server protocol
+        body = b'{"channels": []}' if self.path == "/channels" else b"{}"
+        self.send_response(200 if self.path == "/channels" else 404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        del args
+
+
+@pytest.mark.integration
+@needs_jmeter
+def test_the_shipped_thesis_plan_sends_exactly_the_requests_asked_for(tmp_path):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Channels)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        workload = Workload(endpoints=(Endpoint(path="/channels", name="channels"),),
+                            rates=(25.0,), requests=25, connections=3, driver="jmeter",
+                            jmx=str(ROOT / "experiments" / "api-stress.jmx"))
+        result = jmeter.run_workload(workload, port=server.server_address[1], rate=25,
+                                     requests=25, work_dir=tmp_path)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(result.log) == 25  # the plan's throughput controller stops at `requests`
+    assert set(result.log.endpoint) == {"channels"} and set(result.log.status) == {200}
+    assert result.duration > 0.5  # 25 requests at 25/s cannot all leave at once
