@@ -180,13 +180,14 @@ def render(rows: list[Row]) -> str:
 
 def drive_jmeter(url: str, rate: float, count: int, work: Path, threads: int) -> list[Sample]:
     """Send `count` GETs of /channels with JMeter and experiments/api-stress.jmx."""
-    from harness.jmeter import JMeterRun, run_jmeter
+    from harness.jmeter import JMeterRun, rampup, run_jmeter
     from harness.jtl import read_jtl
 
     host, port = url.removeprefix("http://").rsplit(":", 1)
     run = JMeterRun(work)
     props = {"host": host, "port": port, "throughput": f"{rate * 60:g}", "requests": str(count),
-             "threads": str(threads), "timeout_ms": "120000"}
+             "threads": str(threads), "rampup": str(rampup(threads, rate)),
+             "timeout_ms": "120000"}
     run_jmeter(ROOT / "experiments" / "api-stress.jmx", props=props, run=run,
                timeout=count / rate + 180)
     jtl = sorted(read_jtl(run.jtl), key=lambda s: s.start)

@@ -12,6 +12,7 @@ Numbers reach the plan as JMeter properties (-J), so a user's plan reads them wi
     requests          requests to send (0 when the workload gives a duration)
     duration          seconds to run (0 when the workload gives a request count)
     threads           threads to start, sized from the rate and the expected latency
+    rampup            seconds over which to start them (threads / rate: no burst at the start)
     timeout_ms        per-request response timeout in milliseconds
     sequence          the generated plan's endpoint CSV (one endpoint number per request)
 
@@ -230,7 +231,7 @@ def generate_plan(workload: Workload, *, timed: bool) -> str:
         + _prop("stringProp", "LoopController.loops", "-1")
         + '</elementProp>'
         + _prop("stringProp", "ThreadGroup.num_threads", "${__P(threads,1)}")
-        + _prop("stringProp", "ThreadGroup.ramp_time", "0")
+        + _prop("stringProp", "ThreadGroup.ramp_time", "${__P(rampup,0)}")
         + _prop("boolProp", "ThreadGroup.scheduler", timed)
         + _prop("stringProp", "ThreadGroup.duration", "${__P(duration,10)}" if timed else "")
         + _prop("stringProp", "ThreadGroup.delay", "")
@@ -290,8 +291,19 @@ def properties(workload: Workload, *, port: int, rate: float, requests: int | No
         "host": "127.0.0.1", "port": str(port), "rate": f"{rate:g}",
         "throughput": f"{rate * 60:g}", "requests": str(requests or 0),
         "duration": str(math.ceil(duration)) if duration else "0", "threads": str(threads),
+        "rampup": str(rampup(threads, rate)),
         "timeout_ms": str(round(workload.timeout * 1000)), "sequence": str(sequence),
     }
+
+
+def rampup(threads: int, rate: float) -> int:
+    """Seconds over which JMeter starts its threads: one thread per scheduled send.
+
+    The Constant Throughput Timer does not delay a thread's first request, so threads started at
+    once send a burst of `threads` requests at the start; spread over threads / rate seconds they
+    start about when the schedule wants their first request (JMeter counts whole seconds).
+    """
+    return round(threads / rate) if rate > 0 else 0
 
 
 def _failure(run: JMeterRun, code: int | None) -> str:

@@ -85,6 +85,7 @@ def test_properties_carry_rate_per_minute_and_size_the_threads(tmp_path):
     assert props["requests"] == "1000" and props["duration"] == "0"
     assert props["port"] == "8123" and props["timeout_ms"] == "10000"
     assert int(props["threads"]) == 11  # 250/s x 20 ms x 2 + 1: twice the requests in flight
+    assert props["rampup"] == "0"  # 11 threads at 250/s start within 44 ms
 
 
 def test_jmeter_missing_names_the_install_command(tmp_path, monkeypatch):
