@@ -347,11 +347,10 @@ def run_jmeter(plan: Path, *, props: dict[str, str], run: JMeterRun, timeout: fl
         try:
             code = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            stop_process_tree(proc, timeout=5)
             raise JMeterError(f"JMeter did not finish within {timeout:.0f} s and was stopped; "
                               f"see {run.log}.") from None
         finally:
-            stop_process_tree(proc, timeout=5)
+            stop_process_tree(proc, timeout=5)  # also after an interrupt: no JVM left behind
     text = run.output.read_text(encoding="utf-8", errors="replace")
     if code != 0 or "Error in NonGUIDriver" in text or "Could not open" in text \
             or not run.jtl.exists():
