@@ -50,8 +50,9 @@ KNOWN_LAYOUTS: dict[int, tuple[str, ...]] = {
          "allThreads", "URL", "Latency", "IdleTime", "Connect"),
 }
 REQUIRED = ("timeStamp", "elapsed")
+ALIASES = {"time": "elapsed"}  # older JMeter CSV headers name the elapsed time "time"
 TIME_FORMATS = ("%Y/%m/%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S.%f", "%Y/%m/%d %H:%M:%S",
-                "%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%d %H:%M:%S")
+                "%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%d %H:%M:%S", "%m/%d/%y %H:%M:%S")
 
 
 class JtlError(HarnessError):
@@ -107,6 +108,8 @@ def _read_csv(path: Path, text: str, columns: Sequence[str] | None,
         data: Iterable[list[str]] = _chain(head, rows)
     elif "timeStamp" in head or "elapsed" in head:
         header = tuple(h.strip() for h in head)
+        if "elapsed" not in header:
+            header = tuple(ALIASES.get(h, h) for h in header)
         data = rows
     elif len(head) in KNOWN_LAYOUTS:
         header = KNOWN_LAYOUTS[len(head)]

@@ -119,3 +119,11 @@ def test_compare_writes_performance_plugin_csvs_that_read_back(tmp_path, capsys)
     assert [s.success for s in again] == [True, True, True, False, False]
     assert [s.label for s in again] == [s.label for s in original]
     assert again[3].code == 500 and again[0].nbytes == 614400
+
+
+def test_pipe_separated_with_the_older_time_column_and_two_digit_years():
+    samples = read_jtl(DATA / "pipes-time-column.csv")
+    assert [s.elapsed for s in samples] == [1.187, 0.047]
+    assert [s.success for s in samples] == [True, False]
+    assert samples[1].message == "Test Failed: expected to contain: password etc."
+    assert samples[0].start == samples[1].start == pytest.approx(1044519702.0)
