@@ -154,7 +154,7 @@ def test_jmeter_and_the_builtin_driver_measure_the_reference_subject_alike(tmp_p
     assert set(b.requests.status) == {200}
     for name in ("channels", "health"):
         med_a, med_b = _median(a.requests, name), _median(b.requests, name)
-        assert med_b / 5 < med_a < med_b * 5, (name, med_a, med_b)
+        assert med_b / 10 < med_a < med_b * 10, (name, med_a, med_b)  # same unit, same range
     assert CLOSED_LOOP_WARNING in theirs.warnings and CLOSED_LOOP_WARNING not in ours.warnings
     assert b.summary["cpu_per_request"] is not None  # the lifecycle's probes ran around JMeter
     assert (tmp_path / "jmeter" / "results.json").exists()
