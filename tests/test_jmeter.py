@@ -194,3 +194,11 @@ def test_the_shipped_thesis_plan_sends_exactly_the_requests_asked_for(tmp_path):
     assert len(result.log) == 25  # the plan's throughput controller stops at `requests`
     assert set(result.log.endpoint) == {"channels"} and set(result.log.status) == {200}
     assert result.duration > 0.5  # 25 requests at 25/s cannot all leave at once
+
+
+def test_jmeter_runs_plain_rounds_only_not_a_scenario(tmp_path):
+    (tmp_path / "s.scenario").write_text("@0:00 workload\n@0:05 end\n")
+    path = _experiment(tmp_path, "jmeter")
+    path.write_text('scenario = "s.scenario"\n' + path.read_text())
+    problems = validate_experiment(path)
+    assert any('driver = "jmeter" runs plain rounds only' in p for p in problems), problems
