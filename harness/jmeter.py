@@ -9,7 +9,7 @@ Numbers reach the plan as JMeter properties (-J), so a user's plan reads them wi
 
     host, port        where the subject listens (127.0.0.1 and its port)
     rate              requests per second; throughput the same per minute (the timer's unit)
-    requests          requests to send (0 when the workload gives a duration)
+    requests          requests to send (with a duration: rate x duration, the planned count)
     duration          seconds to run (0 when the workload gives a request count)
     threads           threads to start, sized from the rate and the expected latency
     rampup            seconds over which to start them (threads / rate: no burst at the start)
@@ -285,11 +285,17 @@ class JMeterRun:
 def properties(workload: Workload, *, port: int, rate: float, requests: int | None,
                duration: float | None, expected_latency: float,
                sequence: Path) -> dict[str, str]:
-    """The -J properties of one run (documented in the module docstring)."""
+    """The -J properties of one run (documented in the module docstring).
+
+    `requests` is always the planned count (rate x duration for a timed run), so a plan that only
+    counts requests, such as experiments/api-stress.jmx, also serves a timed warm-up.
+    """
+    if requests is None:
+        requests = len(arrival_times(rate, duration=duration or 0.0)) if duration else 0
     threads = workload.connections or min(pool_size(rate, expected_latency), 200)
     return {
         "host": "127.0.0.1", "port": str(port), "rate": f"{rate:g}",
-        "throughput": f"{rate * 60:g}", "requests": str(requests or 0),
+        "throughput": f"{rate * 60:g}", "requests": str(requests),
         "duration": str(math.ceil(duration)) if duration else "0", "threads": str(threads),
         "rampup": str(rampup(threads, rate)),
         "timeout_ms": str(round(workload.timeout * 1000)), "sequence": str(sequence),

@@ -86,6 +86,9 @@ def test_properties_carry_rate_per_minute_and_size_the_threads(tmp_path):
     assert props["port"] == "8123" and props["timeout_ms"] == "10000"
     assert int(props["threads"]) == 11  # 250/s x 20 ms x 2 + 1: twice the requests in flight
     assert props["rampup"] == "0"  # 11 threads at 250/s start within 44 ms
+    timed = jmeter.properties(WORKLOAD, port=8123, rate=4, requests=None, duration=2.5,
+                              expected_latency=0.02, sequence=tmp_path / "s.csv")
+    assert timed["duration"] == "3" and timed["requests"] == "10"  # a count for count-only plans
 
 
 def test_jmeter_missing_names_the_install_command(tmp_path, monkeypatch):
