@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness import jmeter
+from harness.driver import choose_endpoints
 from harness.experiment import Endpoint, Workload, load_experiment, validate_experiment
 from harness.jtl import CLOSED_LOOP_WARNING
 from harness.runner import run_experiment
@@ -165,35 +166,63 @@ def test_jmeter_and_the_builtin_driver_measure_the_reference_subject_alike(tmp_p
             "results.jtl").exists()
 
 
-class _Channels(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Recorder(BaseHTTPRequestHandler):
+    """Answers 200 (201 to a POST) and records method, path, body and two headers."""
 
-    def do_GET(self) -> None:  # noqa: N802  # the http.server protocol
-        body = b'{"channels": []}' if self.path == "/channels" else b"{}"
-        self.send_response(200 if self.path == "/channels" else 404)
-        self.send_header("Content-Length", str(len(body)))
+    protocol_version = "HTTP/1.1"
+    seen: list[tuple[str, str, bytes, str | None, str | None]] = []
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        self.seen.append((self.command, self.path, body, self.headers.get("X-Trace"),
+                          self.headers.get("Content-Type")))
+        self.send_response(201 if self.command == "POST" else 200)
+        self.send_header("Content-Length", "2")
         self.end_headers()
-        self.wfile.write(body)
+        self.wfile.write(b"ok")
+
+    do_GET = do_POST = _answer  # noqa: N815  # the http.server protocol
 
     def log_message(self, *args) -> None:
         del args
 
 
-@pytest.mark.integration
-@needs_jmeter
-def test_the_shipped_thesis_plan_sends_exactly_the_requests_asked_for(tmp_path):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Channels)
+@pytest.fixture
+def recorder():
+    _Recorder.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    try:
-        workload = Workload(endpoints=(Endpoint(path="/channels", name="channels"),),
-                            rates=(25.0,), requests=25, connections=3, driver="jmeter",
-                            jmx=str(ROOT / "experiments" / "api-stress.jmx"))
-        result = jmeter.run_workload(workload, port=server.server_address[1], rate=25,
-                                     requests=25, work_dir=tmp_path)
-    finally:
-        server.shutdown()
-        server.server_close()
+    yield server.server_address[1], _Recorder.seen
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.integration
+@needs_jmeter
+def test_the_generated_plan_sends_methods_bodies_and_headers(tmp_path, recorder):
+    port, seen = recorder
+    result = jmeter.run_workload(WORKLOAD, port=port, rate=20, requests=12, work_dir=tmp_path)
+    assert len(result.log) == len(seen) == 12
+    assert set(result.log.status) == {200, 201} and set(result.log.error) == {None}
+    posts = [s for s in seen if s[0] == "POST"]
+    assert posts and all(s == ("POST", "/items", b'{"a": 1}', "on & <off>", "application/json")
+                         for s in posts)
+    assert all(s[:3] == ("GET", "/channels", b"") for s in seen if s[0] == "GET")
+    assert sorted(result.log.endpoint) == sorted(
+        WORKLOAD.endpoints[k].name for k in choose_endpoints(WORKLOAD.endpoints, 12))
+
+
+@pytest.mark.integration
+@needs_jmeter
+def test_the_shipped_thesis_plan_sends_exactly_the_requests_asked_for(tmp_path, recorder):
+    port, seen = recorder
+    workload = Workload(endpoints=(Endpoint(path="/channels", name="channels"),),
+                        rates=(25.0,), requests=25, connections=3, driver="jmeter",
+                        jmx=str(ROOT / "experiments" / "api-stress.jmx"))
+    result = jmeter.run_workload(workload, port=port, rate=25, requests=25, work_dir=tmp_path)
+    assert len(seen) == 25
     assert len(result.log) == 25  # the plan's throughput controller stops at `requests`
     assert set(result.log.endpoint) == {"channels"} and set(result.log.status) == {200}
     assert result.duration > 0.5  # 25 requests at 25/s cannot all leave at once
