@@ -74,6 +74,7 @@ STEPS = (1000, 2000, 3000, 4000, 5000, 6000, 8000, 10000, 12000, 14000, 16000, 2
          28000, 32000, 40000)
 LAG_RATES = (100.0, 1000.0, 3000.0)
 CONNECTIONS = 32
+JMETER_OPEN_THREADS = 8
 
 Loop = Callable[[], asyncio.AbstractEventLoop] | None
 
@@ -252,7 +253,7 @@ def measure_jmeter(port: int, seconds: float, work: Path) -> dict | None:
     for rate in LAG_RATES:
         span = 5.0 if rate <= 100 else seconds
         workload = Workload(endpoints=ENDPOINT, rates=(rate,), requests=int(rate * span),
-                            connections=8, max_lag=10.0, driver="jmeter")
+                            connections=JMETER_OPEN_THREADS, max_lag=10.0, driver="jmeter")
         result = jmeter.run_workload(workload, port=port, rate=rate, requests=int(rate * span),
                                      work_dir=work / f"open-{rate:g}")
         ok = sum(1 for e in result.log.error if e is None)
@@ -297,10 +298,13 @@ def _lag(row: dict | None, index: int) -> str:
 
 def render(numbers: dict) -> str:
     rows = [("our driver, asyncio", numbers["asyncio"]), ("our driver, uvloop", numbers["uvloop"]),
-            ("wrk 4 -t1 -c32", numbers["wrk"]), ("JMeter 2.13, 32 threads", numbers["jmeter"])]
+            ("wrk 4 -t1 -c32", numbers["wrk"]), ("JMeter 2.13", numbers["jmeter"])]
     lines = [
         f"CPUs: {numbers['cpus']}, drivers pinned to CPU 0: {numbers['pinned']}, "
         f"load average at the start: {numbers['load_average']}",
+        "",
+        f"Closed loop: {CONNECTIONS} connections (JMeter: {CONNECTIONS} threads); JMeter's open "
+        f"loop: {JMETER_OPEN_THREADS} threads sharing a Constant Throughput Timer.",
         "",
         "| driver | closed loop req/s (one core) | open loop on schedule req/s | "
         "CPU s / 1,000 requests |",
