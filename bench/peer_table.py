@@ -5,6 +5,13 @@ an open-loop client requests GET /channels at 1, 2, 5, 10, 15 and 20 req/s. Ever
 starts the measured peer fresh from a copy of the same seeded database, modes interleaved per rate.
 
     python bench/peer_table.py [--rates 1,2,5,10,15,20] [--seconds 20] [--out table.json]
+    python bench/peer_table.py --driver jmeter   # as the thesis did: experiments/api-stress.jmx
+    python bench/peer_table.py --driver both     # JMeter and our open-loop client, step by step
+
+With JMeter every step runs experiments/api-stress.jmx non-GUI (through harness.jmeter, which
+also starts Debian's 2.13 despite XStream's allow-list) with the rate, request count and thread
+count as -J properties, and the JTL becomes the same samples our client records. JMeter's timer is
+closed-loop: a thread waits for its response, so a slow peer also slows JMeter's sending.
 """
 
 from __future__ import annotations
@@ -60,6 +67,7 @@ class Row:
     kb_per_s: float
     responses_per_s: float
     records_synced: int
+    driver: str = "ours"
 
 
 # -- the peers ---------------------------------------------------------------------------------
@@ -140,7 +148,8 @@ async def statistics_of(url: str) -> dict:
 
 # -- compute, then present -----------------------------------------------------------------------
 
-def summarize(rate: float, mode: str, samples: list[Sample], records_synced: int) -> Row:
+def summarize(rate: float, mode: str, samples: list[Sample], records_synced: int,
+              driver: str = "ours") -> Row:
     ok = [s for s in samples if s.status == 200]
     ms = [s.latency * 1000 for s in ok] or [float("nan")]
     # The run lasts from the first send to the last response (the thesis' responses per second).
@@ -149,15 +158,17 @@ def summarize(rate: float, mode: str, samples: list[Sample], records_synced: int
                avg_ms=statistics.fmean(ms), min_ms=min(ms), max_ms=max(ms),
                std_ms=statistics.stdev(ms) if len(ms) > 1 else 0.0,
                kb_per_s=sum(s.nbytes for s in ok) / 1000 / duration,
-               responses_per_s=len(ok) / duration, records_synced=records_synced)
+               responses_per_s=len(ok) / duration, records_synced=records_synced,
+               driver=driver)
 
 
 def render(rows: list[Row]) -> str:
-    head = ("| req/s | mode | avg (ms) | min | max | std dev | KB/s | responses/s | ok/sent |"
-            " synced |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    head = ("| req/s | driver | mode | avg (ms) | min | max | std dev | KB/s | responses/s |"
+            " ok/sent | synced |\n|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     lines = [head]
     for r in rows:
-        lines.append(f"| {r.rate:g} | {r.mode} | {r.avg_ms:.0f} | {r.min_ms:.0f} | {r.max_ms:.0f} |"
+        lines.append(f"| {r.rate:g} | {r.driver} | {r.mode} | {r.avg_ms:.0f} | {r.min_ms:.0f} |"
+                     f" {r.max_ms:.0f} |"
                      f" {r.std_ms:.1f} | {r.kb_per_s:.0f} | {r.responses_per_s:.1f} |"
                      f" {r.ok}/{r.requests} | {r.records_synced} |")
     return "\n".join(lines)
@@ -165,25 +176,48 @@ def render(rows: list[Row]) -> str:
 
 # -- the experiment --------------------------------------------------------------------------------
 
+def drive_jmeter(url: str, rate: float, count: int, work: Path, threads: int) -> list[Sample]:
+    """Send `count` GETs of /channels with JMeter and experiments/api-stress.jmx."""
+    from harness.jmeter import JMeterRun, rampup, run_jmeter
+    from harness.jtl import read_jtl
+
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    run = JMeterRun(work)
+    props = {"host": host, "port": port, "throughput": f"{rate * 60:g}", "requests": str(count),
+             "threads": str(threads), "rampup": str(rampup(threads, rate)),
+             "timeout_ms": "120000"}
+    run_jmeter(ROOT / "experiments" / "api-stress.jmx", props=props, run=run,
+               timeout=count / rate + 180)
+    jtl = sorted(read_jtl(run.jtl), key=lambda s: s.start)
+    t0 = jtl[0].start if jtl else 0.0
+    return [Sample(intended=s.start - t0, latency=s.elapsed, status=s.code, nbytes=s.nbytes,
+                   done=s.start + s.elapsed - t0) for s in jtl]
+
+
 def step(template: Path, work: Path, mode: str, rate: float, count: int, sources: list[str],
-         warmup: float) -> Row:
-    """One fresh measured peer, one rate, one mode."""
-    state = work / f"measured-{mode}-{rate:g}"
+         warmup: float, driver: str = "ours", jmeter_threads: int = 20) -> Row:
+    """One fresh measured peer, one rate, one mode, one driver."""
+    state = work / f"measured-{mode}-{rate:g}-{driver}"
     state.mkdir()
     shutil.copy2(template / "peer.db", state / "peer.db")
     proc, url = start_peer(state, mode, sources, sync_interval=1.0)
     try:
         time.sleep(warmup)  # sync is running before the first request, as in the thesis
-        samples = asyncio.run(drive(url + "/channels", rate, count))
+        if driver == "jmeter":
+            samples = drive_jmeter(url, rate, count, work / f"jmeter-{mode}-{rate:g}",
+                                   jmeter_threads)
+        else:
+            samples = asyncio.run(drive(url + "/channels", rate, count))
         synced = asyncio.run(statistics_of(url))["sync"]["records_synced"]
     finally:
         stop_peer(proc)
     shutil.rmtree(state, ignore_errors=True)
-    return summarize(rate, mode, samples, synced)
+    return summarize(rate, mode, samples, synced, driver)
 
 
 def run(rates: list[float], modes: list[str], seconds: float, channels: int, torrents: int,
-        warmup: float, progress: bool = True) -> list[Row]:
+        warmup: float, progress: bool = True, drivers: tuple[str, ...] = ("ours",),
+        jmeter_threads: int = 20) -> list[Row]:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="peer-table-") as tmp:
         work = Path(tmp)
@@ -199,10 +233,12 @@ def run(rates: list[float], modes: list[str], seconds: float, channels: int, tor
             for rate in rates:
                 count = int(min(200, max(40, rate * seconds)))
                 for mode in modes:  # interleaved: both modes see the same period of the machine
-                    row = step(work / "template", work, mode, rate, count, sources, warmup)
-                    rows.append(row)
-                    if progress:
-                        print(render([row]).splitlines()[-1], file=sys.stderr, flush=True)
+                    for driver in drivers:
+                        row = step(work / "template", work, mode, rate, count, sources, warmup,
+                                   driver, jmeter_threads)
+                        rows.append(row)
+                        if progress:
+                            print(render([row]).splitlines()[-1], file=sys.stderr, flush=True)
         finally:
             for proc, _ in procs:
                 stop_peer(proc)
@@ -219,9 +255,17 @@ def main() -> int:
     parser.add_argument("--torrents", type=int, default=100_000)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--out", type=Path, help="also write the rows as JSON here")
+    parser.add_argument("--driver", choices=("ours", "jmeter", "both"), default="ours",
+                        help="our open-loop client, JMeter with experiments/api-stress.jmx "
+                        "(as the thesis measured), or both for every step")
+    parser.add_argument("--jmeter-threads", type=int, default=20,
+                        help="JMeter threads sharing the rate (closed loop: each waits for its "
+                        "response)")
     args = parser.parse_args()
+    drivers = ("ours", "jmeter") if args.driver == "both" else (args.driver,)
     rows = run([float(r) for r in args.rates.split(",")], args.modes.split(","), args.seconds,
-               args.channels, args.torrents, args.warmup)
+               args.channels, args.torrents, args.warmup, drivers=drivers,
+               jmeter_threads=args.jmeter_threads)
     print(render(rows))
     if args.out:
         args.out.write_text(json.dumps([asdict(r) for r in rows], indent=1) + "\n")

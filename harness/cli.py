@@ -118,7 +118,30 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         )
         write_reports(comparison, out_dir=staging, report_url=args.report_url)
     print(terminal_table(comparison))
+    if args.perf_plugin_csv:
+        from harness.perfplugin import write_perf_plugin_csvs
+
+        for path in write_perf_plugin_csvs(comparison.baseline, comparison.candidate,
+                                           Path(args.out) / "perf-plugin"):
+            print(f"wrote {path} (Jenkins Performance plugin)")
     return exit_code(comparison, fail_on_inconclusive=args.fail_on_inconclusive)
+
+
+def _cmd_import_jtl(args: argparse.Namespace) -> int:
+    from harness.jtl import import_jtl
+
+    results = import_jtl(
+        [Path(f) for f in args.files],
+        out_dir=Path(args.out),
+        label=args.label,
+        name=args.name,
+        round_column=args.round_column,
+        columns=args.columns.split(",") if args.columns else None,
+    )
+    count = sum(len(r.requests) for r in results.rounds)
+    print(f"wrote {Path(args.out) / 'results.json'} ({len(results.rounds)} rounds, "
+          f"{count} samples)")
+    return ExitCode.OK
 
 
 def _cmd_perf(args: argparse.Namespace) -> int:
@@ -284,7 +307,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-on-inconclusive", action="store_true",
                    help="exit 2 when a gated metric is inconclusive (default: pass with a warning)")
     p.add_argument("--report-url", default=None, help="link to the published report")
+    p.add_argument("--perf-plugin-csv", action="store_true",
+                   help="also write DIR/perf-plugin/{baseline,candidate}.csv, JMeter CSV results "
+                   "for the Jenkins Performance plugin's perfReport step")
     p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("import", help="turn results of other tools into results.json")
+    isub = p.add_subparsers(dest="import_command", required=True, metavar="FORMAT")
+    j = isub.add_parser("jtl", help="JMeter JTL files (CSV with or without header, or XML)")
+    j.add_argument("files", nargs="+", metavar="FILE")
+    j.add_argument("--out", required=True, metavar="DIR")
+    j.add_argument("--label", default="imported", help="side label (e.g. baseline)")
+    j.add_argument("--name", default="jmeter-import",
+                   help="experiment name; give both sides of a comparison the same name")
+    j.add_argument("--round-column", default=None, metavar="COLUMN",
+                   help="one round per value of this column (default: one round per file)")
+    j.add_argument("--columns", default=None, metavar="A,B,...",
+                   help="column names of a CSV without a header line")
+    j.set_defaults(func=_cmd_import_jtl)
 
     p = sub.add_parser("perf", help="baseline and candidate interleaved on this machine")
     p.add_argument("experiment", nargs="?", default=None)

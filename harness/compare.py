@@ -597,6 +597,9 @@ def compare(
     """
     resolved = resolve_policies(candidate, policies)
     series, warnings = collect_series(baseline, candidate)
+    # what a load driver says about its own measurement (e.g. JMeter's closed loop) is shown
+    warnings += [w for w in dict.fromkeys(baseline.warnings + candidate.warnings)
+                 if w.startswith("load driver:")]
     metrics = judge_all(series, resolved, alpha=alpha, seed=seed)
     invalid = (invalid_reasons(baseline, "baseline", max_error_rate=_error_limit(baseline))
                + invalid_reasons(candidate, "candidate", max_error_rate=_error_limit(candidate)))

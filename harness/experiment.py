@@ -14,7 +14,7 @@ import json
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -113,8 +113,9 @@ class Workload:
     max_error_rate: float = 0.01  # subject errors above this fraction make the run invalid
     instance: int = 1  # which instance receives the load
     connections: int | None = None  # None: sized from the rate
-    driver: Literal["harness"] = "harness"
+    driver: Literal["harness", "jmeter"] = "harness"
     seed: int = 0  # for Poisson arrivals and endpoint choice
+    jmx: str | None = None  # driver = "jmeter": the user's plan (else one is generated)
 
 
 @dataclass(frozen=True)
@@ -458,7 +459,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         Key("max_error_rate", "percentage", parse_fraction),
         Key("instance", "integer", _integer(1)),
         Key("connections", "integer", _integer(1, 10_000)),
-        Key("driver", "string", _choice("harness")),  # JMeter is not wired in yet
+        Key("driver", "string", _choice("harness", "jmeter")),
+        Key("jmx", "string (path)", _string),
         Key("seed", "integer", _integer(0)),
         Key("endpoints", "array of tables", None),
     ),
@@ -793,6 +795,26 @@ def _workload(
     return Workload(**fields)
 
 
+def _jmeter_plan(problems: _Problems, path: Path, workload: Workload | None, *,
+                 has_scenario: bool) -> Workload | None:
+    """The JMeter settings agree: a plan only for JMeter, found next to the experiment."""
+    if workload is None:
+        return None
+    if workload.jmx is not None and workload.driver != "jmeter":
+        problems.add(("workload", "jmx"), 'a JMeter plan needs driver = "jmeter" (add it, or '
+                                          'remove jmx)')
+    if workload.driver == "jmeter" and has_scenario:
+        problems.add(("workload", "driver"), 'driver = "jmeter" runs plain rounds only, not a '
+                                             'scenario (use the built-in driver, or drop scenario)')
+    if workload.jmx is None:
+        return workload
+    plan = path.parent / workload.jmx
+    if not plan.is_file():
+        problems.add(("workload", "jmx"), f"no such JMeter plan: {plan} (the path is relative to "
+                                          f"the experiment file)")
+    return replace(workload, jmx=plan.as_posix())
+
+
 def _simple(problems: _Problems, raw: Any, table: str, cls: type) -> Any:
     fields = _read(problems, (table,), raw, table) if raw is not None else {}
     return cls(**(fields or {}))
@@ -882,12 +904,15 @@ def _check(path: Path, overrides: Mapping[str, str]) -> tuple[Experiment | None,
     workload = None
     if "workload" in data:
         workload = _workload(problems, data["workload"], variables, instances)
+        workload = _jmeter_plan(problems, path, workload, has_scenario="scenario" in top)
     scenario: tuple[ScenarioLine, ...] | None = None
     texts: tuple[str, ...] = ()
     later: list[str] = []
     if "scenario" in top:
         scenario, texts, later = _scenario(problems, path, top["scenario"], variables, instances)
     later += _what_runs(problems, "workload" in data, scenario)
+    if workload is not None and workload.jmx and Path(workload.jmx).is_file():
+        texts = (*texts, Path(workload.jmx).read_text(encoding="utf-8", errors="replace"))
     experiment = Experiment(
         name=top.get("name", path.stem),
         path=path.as_posix(),

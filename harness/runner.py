@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import shutil
 import subprocess
@@ -125,16 +126,24 @@ def _plain_window(experiment: Experiment, group: SubjectGroup, rate: float,
         )
     port = group.instance(workload.instance).port
     on_progress = progress.requests if progress else None
+    run_load = driver_mod.run_workload
+    warnings: list[str] = []
+    if workload.driver == "jmeter":  # same records from JMeter (harness.jmeter)
+        from harness import jmeter
+
+        files = group.instance(workload.instance).state_dir.parent / "jmeter"  # kept, like logs
+        run_load = functools.partial(jmeter.run_workload, work_dir=files)
+        warnings += jmeter.driver_warnings()
     warm = None
     if workload.warmup > 0:
-        warm = driver_mod.run_workload(workload, port=port, rate=rate, duration=workload.warmup)
+        warm = run_load(workload, port=port, rate=rate, duration=workload.warmup)
     origin = time.monotonic() + SAMPLE_LEAD
     with _Samplers(experiment, group, origin) as samplers:
-        load = driver_mod.run_workload(
-            workload, port=port, rate=rate, **_load(workload),
-            expected_latency=_expected_latency(warm), on_progress=on_progress, start_at=origin)
+        load = run_load(workload, port=port, rate=rate, **_load(workload),
+                        expected_latency=_expected_latency(warm), on_progress=on_progress,
+                        start_at=origin)
     return _Window(duration=time.monotonic() - origin, load=load,
-                   load_instance=workload.instance, series=samplers.series())
+                   load_instance=workload.instance, series=samplers.series(), warnings=warnings)
 
 
 # -- the scenario plan: a timeline of callables ---------------------------------------------------

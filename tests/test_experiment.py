@@ -447,9 +447,9 @@ def test_the_reference_documents_every_key_and_callable():
 def test_a_driver_that_is_not_wired_in_is_an_error_not_a_silent_substitute(tmp_path):
     source = (Path(__file__).resolve().parents[1] / "experiments" / "api-quick.toml").read_text()
     path = tmp_path / "jm.toml"
-    path.write_text(source.replace('[workload]\n', '[workload]\ndriver = "jmeter"\n', 1))
+    path.write_text(source.replace('[workload]\n', '[workload]\ndriver = "gatling"\n', 1))
     problems = validate_experiment(path)
-    assert any("driver" in p and "jmeter" in p for p in problems), problems
+    assert any("driver" in p and "gatling" in p for p in problems), problems
 
 
 # --- validate checks what the run would refuse ----------------------------------------------
