@@ -125,6 +125,7 @@ def _plain_window(experiment: Experiment, group: SubjectGroup, rate: float,
     warm = None
     if workload.warmup > 0:
         warm = driver_mod.run_workload(workload, port=port, rate=rate, duration=workload.warmup)
+    group.warnings.extend(probes_mod.mark_measuring(i.probe_dir for i in group.instances))
     origin = time.monotonic() + SAMPLE_LEAD
     with _Samplers(experiment, group, origin) as samplers:
         load = driver_mod.run_workload(

@@ -161,7 +161,7 @@ class SubjectGroup:
         env = dict(os.environ)
         env.update({k: expand((v,), values)[0] for k, v in self.subject.env.items()})
         env, warnings = probes_mod.probe_environment(
-            self.probes, data_dir=instance.probe_dir, base_env=env,
+            self.probes, data_dir=instance.probe_dir, base_env=env, state_dir=instance.state_dir,
             is_python=is_python_command(self.subject, self.python),
         )
         self.warnings.extend(w for w in warnings if w not in self.warnings)

@@ -4,28 +4,40 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from harness.experiment import Probes
 from harness.files import atomic_write_json
 from harness.probes import agent
-from harness.probes.breakdown import merge_sqlite
+from harness.probes.breakdown import merge_blocking, merge_files, merge_sqlite
+from harness.probes.writer import MARK
 
 BOOT_DIR = Path(__file__).resolve().parent / "boot"
 EXPECTED = "expected.json"  # written by probe_environment: which probes the subject should run
-WRITTEN = ("hook-*.json", "sqlite-*.json", "loop_lag-*.json", "warnings-*.json")  # per process
+WRITTEN = ("hook-*.json", "sqlite-*.json", "loop_lag-*.json", "warnings-*.json", "blocking-*.json",
+           "files-*.json", "measuring-*.json", MARK)  # per process, and the warm-up's end
+MARK_TIMEOUT = 3.0  # seconds to wait for every probed process to start measuring afresh
 
 
 def enabled(probes: Probes) -> list[str]:
     """Names of the in-process probes an experiment enables (resources are sampled from outside)."""
-    return [name for name, on in (("sqlite", probes.sqlite), ("loop_lag", probes.loop_lag)) if on]
+    wanted = (("sqlite", probes.sqlite), ("loop_lag", probes.loop_lag),
+              ("blocking", probes.blocking), ("files", probes.files))
+    return [name for name, on in wanted if on]
 
 
 def probe_environment(
-    probes: Probes, *, data_dir: Path, base_env: dict[str, str], is_python: bool
+    probes: Probes, *, data_dir: Path, base_env: dict[str, str], is_python: bool,
+    state_dir: Path | None = None,
 ) -> tuple[dict[str, str], list[str]]:
-    """The subject's environment with the startup hook first on PYTHONPATH, and warnings."""
+    """The subject's environment with the startup hook first on PYTHONPATH, and warnings.
+
+    `state_dir` (the instance's state directory) lets the file probe tell state files apart;
+    relative `[probes] project_roots` are resolved in the subject, against its working directory.
+    """
     env = dict(base_env)
     names = enabled(probes)
     if not names:
@@ -47,7 +59,60 @@ def probe_environment(
     env[agent.ENV_DIR] = str(data_dir)
     env[agent.ENV_LOOP_LAG_INTERVAL] = repr(float(probes.loop_lag_interval))
     env[agent.ENV_FLUSH_INTERVAL] = repr(float(probes.flush_interval))
+    if probes.project_roots:
+        env[agent.ENV_PROJECT_ROOTS] = os.pathsep.join(probes.project_roots)
+    if probes.skip_modules:
+        env[agent.ENV_SKIP_MODULES] = ",".join(probes.skip_modules)
+    if state_dir is not None:
+        env[agent.ENV_STATE_DIR] = str(Path(state_dir).resolve())
     return env, []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def mark_measuring(data_dirs: Iterable[Path], timeout: float = MARK_TIMEOUT) -> list[str]:
+    """Tell the probed processes under `data_dirs` that the warm-up is over: each starts its
+    counts from zero, so per-request figures cover the measured requests only.
+
+    Waits (up to `timeout`) until every live probed process has answered; returns warnings for
+    those that did not (their counts then include the warm-up). Directories without probes are
+    left alone.
+    """
+    waiting: dict[Path, set[int]] = {}
+    for directory in (Path(d) for d in data_dirs):
+        hooks = list(directory.glob("hook-*.json"))
+        if not hooks:
+            continue
+        pids = set()
+        for hook in hooks:
+            try:
+                pids.add(int(hook.stem.split("-", 1)[1]))
+            except ValueError:
+                continue
+        for stale in directory.glob("measuring-*.json"):
+            stale.unlink()
+        (directory / MARK).write_text(str(time.time()), encoding="utf-8")
+        waiting[directory] = {pid for pid in pids if _alive(pid)}
+    end = time.monotonic() + timeout
+    while True:
+        for directory, pids in waiting.items():
+            pids.difference_update(
+                int(p.stem.split("-", 1)[1]) for p in directory.glob("measuring-*.json"))
+            pids.intersection_update({pid for pid in pids if _alive(pid)})
+        if not any(waiting.values()) or time.monotonic() >= end:
+            break
+        time.sleep(0.02)
+    return [f"probes: process {pid} ({directory}) did not start measuring afresh within "
+            f"{timeout:g} s, so its counts include the warm-up." for directory, pids in
+            waiting.items() for pid in sorted(pids)]
 
 
 def _read(path: Path, warnings: list[str]) -> Any:
@@ -88,6 +153,10 @@ def collect_probe_data(data_dir: Path) -> dict[str, Any]:
     sqlite = merge_sqlite(_read(p, warnings) for p in sorted(data_dir.glob("sqlite-*.json")))
     if sqlite is not None:
         out["sqlite"] = sqlite
+    for name, merge in (("blocking", merge_blocking), ("files", merge_files)):
+        merged = merge(_read(p, warnings) for p in sorted(data_dir.glob(f"{name}-*.json")))
+        if merged is not None:
+            out[name] = merged
     lag = _busiest([_read(p, warnings) for p in sorted(data_dir.glob("loop_lag-*.json"))])
     if lag is not None:
         out["loop_lag"] = lag

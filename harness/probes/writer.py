@@ -14,6 +14,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # annotations only: subjects may run Pythons older than the harness
@@ -27,14 +28,21 @@ if TYPE_CHECKING:  # annotations only: subjects may run Pythons older than the h
         def reset(self) -> None: ...
 
 
-def write_json_atomic(path: str, value: Any) -> None:
-    """Temporary file in the same folder, then a rename: readers see all or nothing."""
+MARK = "measure"  # the harness creates it when the warm-up ends (harness.probes.inject)
+MARK_POLL = 0.05  # seconds between two looks for it
+
+
+def write_json_atomic(path: str, value: Any) -> int:
+    """Temporary file in the same folder, then a rename: readers see all or nothing. Returns the
+    bytes written."""
     directory = os.path.dirname(path)
+    data = json.dumps(value, separators=(",", ":")).encode("utf-8")
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(value, handle, separators=(",", ":"))
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
         os.replace(tmp, path)
+        return len(data)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -54,6 +62,7 @@ class ProbeWriter:
         self._lock = threading.RLock()  # re-entrant: SIGTERM may arrive during a periodic flush
         self._wake = threading.Event()
         self._pid = os.getpid()
+        self._marked: int | None = None
 
     def warn(self, message: str) -> None:
         """Record a problem; it reaches results.json through collect_probe_data."""
@@ -74,8 +83,29 @@ class ProbeWriter:
         thread.start()
 
     def _run(self) -> None:
-        while not self._wake.wait(self.interval):
-            self.flush()
+        due = time.monotonic() + self.interval
+        while not self._wake.wait(min(MARK_POLL, self.interval)):
+            self._check_mark()
+            if time.monotonic() >= due:
+                self.flush()
+                due = time.monotonic() + self.interval
+
+    def _check_mark(self) -> None:
+        """At the end of the warm-up, start every source from zero and say so (once per mark)."""
+        try:
+            stamp = os.stat(os.path.join(self.directory, MARK)).st_mtime_ns
+        except OSError:
+            return
+        if stamp == self._marked:
+            return
+        self._marked = stamp
+        with self._lock:
+            for source in self.sources.values():
+                try:
+                    source.reset()
+                except Exception as exc:
+                    self.warn(f"cannot start measuring afresh: {type(exc).__name__}: {exc}")
+            self._write(f"measuring-{self._pid}.json", {"pid": self._pid, "mark": stamp})
 
     def flush(self) -> None:
         """Write every source's snapshot and the warnings; never raises into the subject."""
@@ -96,7 +126,10 @@ class ProbeWriter:
                     pass  # the directory is gone; nothing left to tell anyone
 
     def _write(self, name: str, value: Any) -> None:
-        write_json_atomic(os.path.join(self.directory, name), value)
+        written = write_json_atomic(os.path.join(self.directory, name), value)
+        files = self.sources.get("files")
+        if files is not None and hasattr(files, "probe_bytes"):
+            files.probe_bytes += written  # the probes' own output is not the subject's
 
     def _handle_sigterm(self) -> None:
         """Flush on SIGTERM, then do what would have happened without us.

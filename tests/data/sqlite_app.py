@@ -46,8 +46,9 @@ async def item(request):
 
 async def items(request):
     limit = int(request.query.get("limit", "10"))
-    cursor = request.app["db"].execute("SELECT id, name FROM items ORDER BY id LIMIT ?", (limit,))
-    return web.json_response([{"id": i, "name": n} for i, n in cursor.fetchall()])  # item list
+    db = request.app["db"]
+    cursor = db.execute("SELECT id, name FROM items ORDER BY id LIMIT ?", (limit,))  # item list
+    return web.json_response([{"id": i, "name": n} for i, n in cursor.fetchall()])
 
 
 async def add(request):
