@@ -104,9 +104,14 @@ def _ranked(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 _TABLE = re.compile(r"""\b(?:FROM|JOIN|INTO|UPDATE|TABLE)\s+(["`\[]?[\w.]+["`\]]?)""", re.I)
 
 
+_CTE = re.compile(r"""(["`\[]?\w+["`\]]?)\s*(?:\([^()]*\))?\s+AS\s*\(""", re.I)
+
+
 def tables(statement: str) -> frozenset[str]:
-    """The tables a statement names (after FROM, JOIN, INTO, UPDATE, TABLE), lower case."""
-    return frozenset(t.strip('"`[]').lower() for t in _TABLE.findall(statement))
+    """The tables a statement names (after FROM, JOIN, INTO, UPDATE, TABLE), lower case; names
+    a WITH clause defines (common table expressions) are not tables."""
+    named = {t.strip('"`[]').lower() for t in _TABLE.findall(statement)}
+    return frozenset(named - {c.strip('"`[]').lower() for c in _CTE.findall(statement)})
 
 
 def _verb(statement: str) -> str:
