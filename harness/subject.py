@@ -72,10 +72,7 @@ def log_tail(paths: Sequence[Path], lines: int = LOG_TAIL) -> str:
 
 def is_python_command(subject: Subject, python: str) -> bool:
     """Whether the subject's command runs Python (probes can only be injected then)."""
-    if subject.python is not None:
-        return subject.python
-    first = subject.command[0] if subject.command else ""
-    return first in ("{python}", python) or Path(first).name.lower().startswith("python")
+    return probes_mod.is_python_command(subject.command, python, subject.python)
 
 
 @dataclass
@@ -161,7 +158,7 @@ class SubjectGroup:
         env = dict(os.environ)
         env.update({k: expand((v,), values)[0] for k, v in self.subject.env.items()})
         env, warnings = probes_mod.probe_environment(
-            self.probes, data_dir=instance.probe_dir, base_env=env, state_dir=instance.state_dir,
+            self.probes, data_dir=instance.probe_dir, base_env=env,
             is_python=is_python_command(self.subject, self.python),
         )
         self.warnings.extend(w for w in warnings if w not in self.warnings)

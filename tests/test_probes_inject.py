@@ -236,3 +236,57 @@ def test_no_loop_is_reported_and_a_reused_directory_starts_clean(tmp_path) -> No
     probes = collect_probe_data(tmp_path / "d")
     assert _statements(probes) == {"SELECT ?"}
     assert any("no event loop was seen" in w for w in probes["warnings"])
+
+
+def _script(tmp_path, name: str, first_lines: str, body: str = "") -> str:
+    path = tmp_path / name
+    path.write_text(first_lines + "\n" + body, encoding="utf-8")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_console_scripts_of_a_python_interpreter_are_python(tmp_path, monkeypatch) -> None:
+    from harness.probes import is_python_command
+
+    py = sys.executable
+    assert is_python_command(["{python}", "-m", "app"], py)
+    assert is_python_command([_script(tmp_path, "serve", f"#!{py}")], py)
+    assert is_python_command([_script(tmp_path, "env", "#!/usr/bin/env python3")], py)
+    launcher = f"#!/bin/sh\n'''exec' \"{py}\" \"$0\" \"$@\"\n' '''"  # pip's, for long paths
+    assert is_python_command([_script(tmp_path, "long", launcher)], py)
+    monkeypatch.setenv("PATH", str(tmp_path))  # `datasette serve`: found on PATH by name
+    _script(tmp_path, "datasette", f"#!{py}")
+    assert is_python_command(["datasette", "serve"], py)
+    # not Python, or a Python that would skip the startup hook (-I, -E, -S)
+    assert not is_python_command([_script(tmp_path, "run.sh", "#!/bin/sh")], py)
+    assert not is_python_command([_script(tmp_path, "iso", f"#!{py} -I")], py)
+    assert not is_python_command([_script(tmp_path, "nosite", f"#!{py} -sS")], py)
+    assert not is_python_command(["no-such-command-here"], py)
+    assert is_python_command(["no-such-command-here"], py, declared=True)
+
+
+@pytest.mark.integration
+def test_a_console_script_subject_is_probed(tmp_path) -> None:
+    body = "import sqlite3\nsqlite3.connect(':memory:').execute('SELECT 1').fetchall()\n"
+    script = _script(tmp_path, "tool", f"#!{sys.executable}", body)
+    data = tmp_path / "probes"
+    env, warnings = probe_environment(Probes(sqlite=True), data_dir=data,
+                                      base_env=dict(os.environ), is_python=True)
+    assert warnings == []
+    subprocess.run([script], env=env, check=True, timeout=60)
+    probes = collect_probe_data(data)
+    assert "warnings" not in probes
+    assert probes["sqlite"]["operations"]["execute"]["calls"] == 1
+
+
+def test_validate_warns_loudly_when_probes_cannot_be_injected(tmp_path, capsys) -> None:
+    from harness.cli import main
+
+    experiment = tmp_path / "e.toml"
+    experiment.write_text(
+        '[subject]\ncommand = ["/bin/sh", "-c", "sleep 1"]\nready = { log = "x" }\n'
+        '[workload]\nrate = "1/s"\nrequests = 1\n[[workload.endpoints]]\npath = "/"\n'
+        '[probes]\nsqlite = true\n', encoding="utf-8")
+    assert main(["validate", str(experiment)]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("warning: ") and "runs unprobed" in err

@@ -117,7 +117,8 @@ def test_a_rewritten_orm_query_is_paired_as_changed_with_its_caller(tmp_path):
     (changed,) = [c for c in changes if c["change"] == "changed"]
     assert "WITH RECURSIVE" in changed["statement"]
     assert "WITH RECURSIVE" not in changed["baseline_statement"]
-    assert changed["top_caller"] == f"sa_store.py:{_line('sqlalchemy', 'search')} Store.search_items"
+    search = _line("sqlalchemy", "search")
+    assert changed["top_caller"] == f"sa_store.py:{search} Store.search_items"
     assert changed["calls_change"] == 0  # same number of searches: exactly 0, no float noise
     assert not [c for c in changes if c["change"] in ("added", "removed")]
     assert changes[0] is changed  # the costliest change comes first

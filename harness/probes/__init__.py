@@ -40,8 +40,15 @@ Contract with the runner (harness.runner) and the report (harness.report):
 from __future__ import annotations
 
 from harness.probes.breakdown import breakdown_details
-from harness.probes.inject import collect_probe_data, mark_measuring, probe_environment
+from harness.probes.inject import (
+    collect_probe_data,
+    injection_warning,
+    is_python_command,
+    mark_measuring,
+    probe_environment,
+)
 from harness.probes.summary import probe_metrics
 
-__all__ = ["breakdown_details", "collect_probe_data", "mark_measuring", "probe_environment",
-           "probe_metrics"]
+__all__ = ["breakdown_details", "collect_probe_data", "injection_warning", "is_python_command",
+           "mark_measuring",
+           "probe_environment", "probe_metrics"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,11 +23,87 @@ WRITTEN = ("hook-*.json", "sqlite-*.json", "loop_lag-*.json", "warnings-*.json",
 MARK_TIMEOUT = 3.0  # seconds to wait for every probed process to start measuring afresh
 
 
+_NO_HOOK_FLAGS = set("IES")  # -I, -E, -S: the interpreter would skip PYTHONPATH or site
+_PIP_LAUNCHER = "'" * 3 + "exec' "  # pip's sh launcher for long interpreter paths, second line
+
+
+def _shebang(path: str) -> list[str] | None:
+    """The interpreter and arguments a script's first line names (None when not a script)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(512)
+    except OSError:
+        return None
+    if not head.startswith(b"#!"):
+        return None
+    lines = head.decode("utf-8", "replace").splitlines()
+    words = lines[0][2:].split()
+    if words and Path(words[0]).name == "env":  # `#!/usr/bin/env [-S] [VAR=x] python3 ...`
+        words = words[1:]
+        while words and (words[0].startswith("-") or "=" in words[0]):
+            words = words[1:]
+    if (words and Path(words[0]).name in ("sh", "bash") and len(lines) > 1
+            and lines[1].startswith(_PIP_LAUNCHER)):
+        words = [w.strip('"') for w in lines[1][len(_PIP_LAUNCHER):].split()[:1]]
+    return words or None
+
+
+def _is_python_name(name: str) -> bool:
+    return Path(name).name.lower().startswith(("python", "pypy"))
+
+
+def is_python_command(command: tuple[str, ...] | list[str], python: str,
+                      declared: bool | None = None) -> bool:
+    """Whether a subject command starts a Python interpreter the probes can hook into.
+
+    True for `{python}` / the harness's interpreter / `python*` / `pypy*`, and for a script whose
+    shebang runs one (console scripts such as `datasette serve`, pip's entry points) unless it
+    passes -I, -E or -S, which skip PYTHONPATH or site (the probes' startup hook).
+    `declared` (`[subject] python`) overrides the guess.
+    """
+    if declared is not None:
+        return declared
+    first = command[0] if command else ""
+    if first in ("{python}", python) or _is_python_name(first):
+        return True
+    if not first or "{" in first:
+        return False
+    path = first if os.sep in first or (os.altsep and os.altsep in first) else shutil.which(first)
+    words = _shebang(path) if path else None
+    if not words or not _is_python_name(words[0]):
+        return False
+    flags = {c for w in words[1:] if w.startswith("-") and not w.startswith("--") for c in w[1:]}
+    return not flags & _NO_HOOK_FLAGS
+
+
 def enabled(probes: Probes) -> list[str]:
     """Names of the in-process probes an experiment enables (resources are sampled from outside)."""
     wanted = (("sqlite", probes.sqlite), ("loop_lag", probes.loop_lag),
               ("blocking", probes.blocking), ("files", probes.files))
     return [name for name, on in wanted if on]
+
+
+def unprobed_warning(names: list[str]) -> str:
+    """The sentence for a subject the enabled probes cannot be injected into."""
+    return (f"probes {', '.join(names)} need a Python subject, and the subject command does not "
+            f"start a Python interpreter the probes can hook into (or its shebang passes -I, -E "
+            f"or -S, which skip the startup hook), so it runs unprobed; set `python = true` "
+            f"under [subject] if it is one, start it as `{{python}} -m ...`, or switch these "
+            f"probes off.")
+
+
+def injection_warning(probes: Probes, command: tuple[str, ...], python: str,
+                      declared: bool | None, variables: dict[str, str]) -> str | None:
+    """For `harness validate`: the warning a run would give because probes cannot be injected."""
+    names = enabled(probes)
+    if not names:
+        return None
+    first = command[0] if command else ""
+    for key, value in variables.items():
+        first = first.replace("{" + key + "}", value)
+    if is_python_command((first, *command[1:]), python, declared):
+        return None
+    return unprobed_warning(names)
 
 
 def probe_environment(
@@ -35,7 +112,8 @@ def probe_environment(
 ) -> tuple[dict[str, str], list[str]]:
     """The subject's environment with the startup hook first on PYTHONPATH, and warnings.
 
-    `state_dir` (the instance's state directory) lets the file probe tell state files apart;
+    `state_dir` (the instance's state directory; default: `state` beside `data_dir`, the
+    instance layout of harness.subject) lets the file probe tell state files apart;
     relative `[probes] project_roots` are resolved in the subject, against its working directory.
     """
     env = dict(base_env)
@@ -43,11 +121,7 @@ def probe_environment(
     if not names:
         return env, []
     if not is_python:
-        return env, [
-            f"probes {', '.join(names)} need a Python subject, and the subject command does not "
-            f"start a Python interpreter, so it runs unprobed; set `python = true` under "
-            f"[subject] if it is one, or switch these probes off."
-        ]
+        return env, [unprobed_warning(names)]
     data_dir = Path(data_dir).resolve()
     for pattern in WRITTEN:  # a reused directory must not mix an earlier start's data in
         for stale in data_dir.glob(pattern):
@@ -63,6 +137,8 @@ def probe_environment(
         env[agent.ENV_PROJECT_ROOTS] = os.pathsep.join(probes.project_roots)
     if probes.skip_modules:
         env[agent.ENV_SKIP_MODULES] = ",".join(probes.skip_modules)
+    if state_dir is None and (data_dir.parent / "state").is_dir():
+        state_dir = data_dir.parent / "state"
     if state_dir is not None:
         env[agent.ENV_STATE_DIR] = str(Path(state_dir).resolve())
     return env, []
