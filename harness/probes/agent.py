@@ -45,14 +45,18 @@ def _install(name: str, environ: Any, problems: list[str]) -> Any:
         sqlite.install()
         return sqlite.STATS
     if name == "blocking":
-        from . import loops
+        from . import diskio, loops, sqlite
 
         loops.install()
+        sqlite.install()  # statements on the loop are counted by the SQLite wrappers
+        # file calls on the loop are counted by the file wrappers
+        diskio.install(environ.get(ENV_DIR, ""), environ.get(ENV_STATE_DIR, ""), database=False)
         return loops.BLOCKING
     if name == "files":
-        from . import diskio
+        from . import diskio, sqlite
 
         diskio.install(environ.get(ENV_DIR, ""), environ.get(ENV_STATE_DIR, ""))
+        sqlite.install()  # SQLite's own writes are measured by the SQLite wrappers
         return diskio.FILES
     from . import looplag
 

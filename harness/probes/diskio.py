@@ -286,16 +286,16 @@ class suspended:
         _local.off = False
 
 
-def install(probe_dir: str, state_dir: str) -> None:
-    """Count Python-level file I/O and SQLite's writes from now on."""
+def install(probe_dir: str, state_dir: str, database: bool = True) -> None:
+    """Count Python-level file I/O from now on, and SQLite's writes if `database` (the blocking
+    probe needs the former only: file calls on the loop)."""
     global ENABLED
     _Where.probe_dir = os.path.abspath(probe_dir) if probe_dir else ""
     _Where.state_dir = os.path.abspath(state_dir) if state_dir else ""
+    ENABLED = ENABLED or database
     if getattr(builtins.open, "__perf_probe__", False):
-        ENABLED = True
         return
     probed_open.__perf_probe__ = True  # type: ignore[attr-defined]
     probed_open.__doc__ = _original_open.__doc__
     builtins.open = probed_open
     io.open = probed_open
-    ENABLED = True

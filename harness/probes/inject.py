@@ -175,7 +175,8 @@ def mark_measuring(data_dirs: Iterable[Path], timeout: float = MARK_TIMEOUT) -> 
                 continue
         for stale in directory.glob("measuring-*.json"):
             stale.unlink()
-        (directory / MARK).write_text(str(time.time()), encoding="utf-8")
+        # atomically (a rename): a half-written mark seen twice would reset the counts twice
+        atomic_write_json(directory / MARK, {"at": time.time()})
         waiting[directory] = {pid for pid in pids if _alive(pid)}
     end = time.monotonic() + timeout
     while True:

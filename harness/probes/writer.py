@@ -62,7 +62,7 @@ class ProbeWriter:
         self._lock = threading.RLock()  # re-entrant: SIGTERM may arrive during a periodic flush
         self._wake = threading.Event()
         self._pid = os.getpid()
-        self._marked: int | None = None
+        self._marked: tuple[int, int] | None = None
 
     def warn(self, message: str) -> None:
         """Record a problem; it reaches results.json through collect_probe_data."""
@@ -93,7 +93,8 @@ class ProbeWriter:
     def _check_mark(self) -> None:
         """At the end of the warm-up, start every source from zero and say so (once per mark)."""
         try:
-            stamp = os.stat(os.path.join(self.directory, MARK)).st_mtime_ns
+            found = os.stat(os.path.join(self.directory, MARK))
+            stamp = (found.st_ino, found.st_mtime_ns)  # a new mark is a new file (renamed in)
         except OSError:
             return
         if stamp == self._marked:
@@ -105,7 +106,7 @@ class ProbeWriter:
                     source.reset()
                 except Exception as exc:
                     self.warn(f"cannot start measuring afresh: {type(exc).__name__}: {exc}")
-            self._write(f"measuring-{self._pid}.json", {"pid": self._pid, "mark": stamp})
+            self._write(f"measuring-{self._pid}.json", {"pid": self._pid, "mark": list(stamp)})
 
     def flush(self) -> None:
         """Write every source's snapshot and the warnings; never raises into the subject."""
