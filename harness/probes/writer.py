@@ -52,7 +52,12 @@ def write_json_atomic(path: str, value: Any) -> int:
 
 
 class ProbeWriter:
-    """Flushes every source to `directory` every `interval` seconds, at exit and on SIGTERM."""
+    """Flushes every source to `directory` every `interval` seconds, at exit and on SIGTERM.
+
+    Once the harness marks the start of measuring (the MARK file, after the warm-up), every source
+    starts from zero and the periodic writes stop until exit, so the probes' own output never
+    counts as bytes the subject wrote while it was measured.
+    """
 
     def __init__(self, directory: str, interval: float, sources: dict[str, Source]) -> None:
         self.directory = directory
@@ -86,7 +91,9 @@ class ProbeWriter:
         due = time.monotonic() + self.interval
         while not self._wake.wait(min(MARK_POLL, self.interval)):
             self._check_mark()
-            if time.monotonic() >= due:
+            # Quiet while measuring: the subject's bytes written must not include ours. The
+            # harness stops the subject with SIGTERM, and the exit flush writes everything.
+            if time.monotonic() >= due and self._marked is None:
                 self.flush()
                 due = time.monotonic() + self.interval
 
