@@ -188,7 +188,10 @@ def test_unmodified_aiohttp_app_per_statement_calls_rows_and_callers(tmp_path) -
     assert insert["execute"]["calls"] == 2 and insert["execute"]["rows"] == 2
     in_thread = _rows(sqlite, "SELECT count(*) FROM items")
     assert in_thread["execute"]["calls"] == 2
+    # run in an executor thread: charged to the handler that handed it off, the worker's beside
     assert in_thread["execute"]["callers"][0]["where"] == (
+        f"tests/data/sqlite_app.py:{app_line('count handoff')} count")
+    assert in_thread["execute"]["callers"][0]["via"] == (
         f"tests/data/sqlite_app.py:{app_line('thread count')} count_items")
     assert sqlite["operations"]["commit"]["calls"] == 3  # seeding + two inserts
 

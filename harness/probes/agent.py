@@ -71,13 +71,18 @@ def start(environ: Any = None) -> Any:
     directory = environ.get(ENV_DIR)
     if not directory:
         return None
-    from . import frames
+    from . import frames, handoff
     from .writer import ProbeWriter
 
     roots = [r for r in environ.get(ENV_PROJECT_ROOTS, "").split(os.pathsep) if r]
     skip = [m for m in environ.get(ENV_SKIP_MODULES, "").split(",") if m.strip()]
     frames.configure(roots, skip)
     problems: list[str] = []
+    if any(n in environ.get(ENV_PROBES, "") for n in ("sqlite", "blocking", "files")):
+        try:  # statements run by worker threads keep the caller that queued them
+            handoff.install()
+        except Exception as exc:
+            problems.append(f"callers of handed-off work not followed: {exc}")
     writer = ProbeWriter(directory, _seconds(environ, ENV_FLUSH_INTERVAL, problems), {})
     imports.on_error = writer.warn
     for name in [n.strip() for n in environ.get(ENV_PROBES, "").split(",") if n.strip()]:

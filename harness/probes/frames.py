@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from typing import Any
 
 PROBE, LIBRARY, PROJECT, OTHER = 0, 1, 2, 3
@@ -41,6 +42,8 @@ class Config:
     probe_dirs: tuple[str, ...] = (_here,)
 
 
+# The call site that handed the current thread its work (harness/probes/handoff.py), if any.
+ORIGIN = threading.local()
 _kinds: dict[str, int] = {}
 _shown: dict[str, str] = {}
 
@@ -112,7 +115,18 @@ def kind_of(frame: Any) -> int:
 
 
 def site(frame: Any) -> Any:
-    """The call site of `frame`'s stack: (place, via), each (code, line) or None."""
+    """The call site of `frame`'s stack: (place, via), each (code, line) or None.
+
+    In a thread running handed-off work, the place is the origin's (the code that queued the
+    work) and `via` is this thread's own place."""
+    own = _site(frame)
+    origin = getattr(ORIGIN, "site", None)
+    if origin is not None and origin[0] is not None:
+        return (origin[0], own[0])
+    return own
+
+
+def _site(frame: Any) -> Any:
     library = other = None
     depth = 0
     while frame is not None and depth < MAX_DEPTH:

@@ -66,7 +66,8 @@ def count_items(path):
 
 async def count(request):
     loop = asyncio.get_running_loop()
-    return web.json_response(await loop.run_in_executor(None, count_items, request.app["path"]))
+    found = await loop.run_in_executor(None, count_items, request.app["path"])  # count handoff
+    return web.json_response(found)
 
 
 async def block(request):
