@@ -92,3 +92,54 @@ def test_a_rewritten_statement_is_one_changed_row_and_others_stay_added_or_remov
     assert rows["DELETE FROM t"]["change"] == "removed"  # another verb: not a replacement
     assert rows["SELECT * FROM t WHERE b = ?"]["change"] == "added"  # another caller
     assert "SELECT * FROM t WHERE a = ?" not in rows
+
+
+@pytest.fixture
+def handoff():
+    import queue
+    from concurrent.futures import thread
+
+    from harness.probes import handoff as module
+
+    saved = (queue.Queue._put, queue.Queue._get, queue.SimpleQueue,
+             thread.ThreadPoolExecutor.submit)
+    module._patch_queue(queue)
+    module._patch_executor(thread)
+    yield module
+    queue.Queue._put, queue.Queue._get, queue.SimpleQueue, submit = saved
+    thread.ThreadPoolExecutor.submit = submit
+
+
+def _worker_site():
+    return frames.describe(frames.site(sys._getframe()))
+
+
+def test_work_handed_to_a_thread_keeps_the_code_that_queued_it(handoff) -> None:
+    import queue
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        line = sys._getframe().f_lineno + 1
+        where, via = pool.submit(_worker_site).result()
+    name = "test_work_handed_to_a_thread_keeps_the_code_that_queued_it"
+    assert where == f"tests/test_probes_frames.py:{line} {name}"
+    assert via.endswith(" _worker_site")
+
+    for kind in (queue.Queue, queue.SimpleQueue):  # a worker loop, like the peer's
+        jobs, done = kind(), queue.Queue()
+
+        def worker(jobs=jobs, done=done) -> None:
+            while (job := jobs.get()) is not None:
+                done.put(job())
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        line = sys._getframe().f_lineno + 1
+        jobs.put(_worker_site)
+        jobs.put(None)
+        thread.join()
+        where, via = done.get()
+        assert where == f"tests/test_probes_frames.py:{line} {name}", kind
+        assert via.endswith(" _worker_site")
+    assert frames.describe(frames.site(sys._getframe()))[1] == ""  # this thread: no origin

@@ -290,3 +290,14 @@ def test_validate_warns_loudly_when_probes_cannot_be_injected(tmp_path, capsys) 
     assert main(["validate", str(experiment)]) == 0
     err = capsys.readouterr().err
     assert err.startswith("warning: ") and "runs unprobed" in err
+
+
+def test_the_code_that_runs_inside_the_subject_parses_as_python_3_7() -> None:
+    import ast
+
+    inside = [p for p in BOOT_DIR.parent.glob("*.py")
+              if p.name not in ("__init__.py", "breakdown.py", "summary.py", "inject.py")]
+    inside.append(BOOT_DIR / "sitecustomize.py")
+    assert len(inside) >= 9
+    for path in inside:
+        ast.parse(path.read_text(encoding="utf-8"), str(path), feature_version=(3, 7))

@@ -21,21 +21,33 @@ from __future__ import annotations
 
 import functools
 import sys
+import threading
 from typing import Any
 
 from . import frames, imports
 
 
 def _capture() -> Any:
-    """The origin of work queued now: the current thread's own origin if it has one (work
-    queued from handed-off work keeps the first origin), else its call site; None if unknown."""
+    """The origin of work queued now, (site, thread): the current thread's own origin if it has
+    one (work queued from handed-off work keeps the first origin), else its call site here."""
     try:
         inherited = getattr(frames.ORIGIN, "site", None)
         if inherited is not None:
-            return inherited
-        return frames.site(sys._getframe(2))
+            return (inherited, getattr(frames.ORIGIN, "thread", None))
+        return (frames.site(sys._getframe(2)), threading.get_ident())
     except Exception:  # e.g. at interpreter shutdown: the work itself must still be queued
-        return None
+        return (None, None)
+
+
+def _adopt(origin: Any) -> tuple[Any, Any]:
+    """Make `origin` the calling thread's; returns the previous one. A thread never adopts an
+    origin of its own (a result coming back from a worker is not work handed to it)."""
+    previous = (getattr(frames.ORIGIN, "site", None), getattr(frames.ORIGIN, "thread", None))
+    site, thread = origin
+    if thread == threading.get_ident():
+        site = thread = None
+    frames.ORIGIN.site, frames.ORIGIN.thread = site, thread
+    return previous
 
 
 def carrying(function: Any, origin: Any) -> Any:
@@ -43,12 +55,11 @@ def carrying(function: Any, origin: Any) -> Any:
 
     @functools.wraps(function)
     def run(*args: Any, **kwargs: Any) -> Any:
-        previous = getattr(frames.ORIGIN, "site", None)
-        frames.ORIGIN.site = origin
+        previous = _adopt(origin)
         try:
             return function(*args, **kwargs)
         finally:
-            frames.ORIGIN.site = previous
+            frames.ORIGIN.site, frames.ORIGIN.thread = previous
 
     return run
 
@@ -62,9 +73,11 @@ class _Carried:
 
 
 def _unwrap(found: Any) -> Any:
+    """The item a get returns; the getting thread now works for the item's origin (or none)."""
     if isinstance(found, _Carried):
-        frames.ORIGIN.site = found.origin
+        _adopt(found.origin)
         return found.item
+    _adopt((None, None))
     return found
 
 
