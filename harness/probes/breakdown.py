@@ -213,8 +213,8 @@ def merge_blocking(parts: Iterable[dict[str, Any] | None]) -> dict[str, Any] | N
             entry[0] += site["calls"]
             entry[1] += site["total"]
         other = part.get("longest")
-        if other and (longest is None or other["seconds"] > longest["seconds"]):
-            longest = other
+        if other and (longest is None or other["seconds"] > longest.get("seconds", 0.0)):
+            longest = dict(other)
     if not seen:
         return None
     ranked = sorted(sites.items(), key=lambda kv: (-kv[1][1], kv[0]))[:20]
@@ -246,7 +246,8 @@ def merge_files(parts: Iterable[dict[str, Any] | None]) -> dict[str, Any] | None
         measured = measured and bool(part.get("database_measured", False))
     if not seen:
         return None
-    rows = [{"path": path, "kind": kind, **counts} for (path, kind), counts in files.items()]
+    rows: list[dict[str, Any]] = [{"path": path, "kind": kind, **counts}
+                                  for (path, kind), counts in files.items()]
     rows.sort(key=lambda r: (-r["write_bytes"], -r["read_bytes"], r["path"]))
     return {"files": rows, "process": process, "probe_bytes": probe_bytes,
             "database_measured": measured}

@@ -145,9 +145,10 @@ class FileStats:
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             files = {path: list(slot) for path, slot in self._files.items()}
-        rows = [{"path": shown(path), "kind": kind_of(path, self.databases), "read_bytes": r,
-                 "write_bytes": w, "reads": nr, "writes": nw}
-                for path, (r, w, nr, nw) in files.items()]
+        rows: list[dict[str, Any]] = [
+            {"path": shown(path), "kind": kind_of(path, self.databases), "read_bytes": r,
+             "write_bytes": w, "reads": nr, "writes": nw}
+            for path, (r, w, nr, nw) in files.items()]
         rows.sort(key=lambda row: (-row["write_bytes"], -row["read_bytes"], row["path"]))
         process = None
         now = _proc_counters("/proc/self/io")

@@ -487,7 +487,7 @@ def _wrap_connect(original: Any) -> Any:
             database = args[0] if args else kwargs.get("database")
             path = diskio.database_opened(database)
             if path and isinstance(connection, _ConnectionProbe):
-                connection._probe_database = path
+                connection._probe_database = path  # type: ignore[attr-defined]
         except Exception:
             pass
         return connection
