@@ -143,3 +143,16 @@ def test_work_handed_to_a_thread_keeps_the_code_that_queued_it(handoff) -> None:
         assert where == f"tests/test_probes_frames.py:{line} {name}", kind
         assert via.endswith(" _worker_site")
     assert frames.describe(frames.site(sys._getframe()))[1] == ""  # this thread: no origin
+
+
+def test_a_root_may_be_an_installed_package_and_a_venv_inside_a_root_is_not_project(project):
+    installed = project / "venv" / "lib" / "site-packages" / "app"
+    frames.configure([str(installed)])
+    assert frames._classify(str(installed / "views.py"), "app.views") == frames.PROJECT
+    assert frames._classify(str(project / "venv" / "lib" / "site-packages" / "orm.py"),
+                            "orm") == frames.LIBRARY
+    frames.configure([str(project)])
+    assert frames._classify(str(project / "src" / "app.py"), "app") == frames.PROJECT
+    assert frames._classify(str(project / ".venv" / "site-packages" / "orm.py"),
+                            "orm") == frames.LIBRARY
+    assert frames._classify(os.__file__, "os") == frames.LIBRARY

@@ -79,11 +79,14 @@ def _classify(filename: str, module: str) -> int:
         return PROBE
     if module and _skipped_module(module):
         return LIBRARY
+    for root in Config.roots:
+        # under a root, unless in a virtualenv inside it (a root may itself be an installed
+        # package: the application under test installed from PyPI)
+        if path.startswith(root):
+            rest = os.sep + path[len(root):]
+            return LIBRARY if any(marker in rest for marker in _MARKERS) else PROJECT
     if any(marker in path for marker in _MARKERS):
         return LIBRARY
-    for root in Config.roots:
-        if path.startswith(root):
-            return PROJECT
     if path.startswith(_stdlib):
         return LIBRARY
     return OTHER
