@@ -123,3 +123,43 @@ def test_a_loop_in_another_thread_counts_for_that_thread_only(installed) -> None
     assert done.is_set()
     assert installed.snapshot()["kinds"]["sleep"]["calls"] == 1
     assert not loops.on_loop()
+
+
+def _app_line(marker: str) -> int:
+    from tests.probes_support import ROOT
+
+    lines = (ROOT / "tests" / "data" / "twisted_app.py").read_text().splitlines()
+    return next(n for n, line in enumerate(lines, start=1) if line.rstrip().endswith(marker))
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_twisted_reactor_thread_blocking_and_defer_to_thread_origin(tmp_path) -> None:
+    pytest.importorskip("twisted")
+    from harness.experiment import Probes
+    from harness.probes import collect_probe_data, mark_measuring
+    from tests.probes_support import ROOT, free_port, get, probed_env, running
+
+    data = tmp_path / "probes"
+    env = probed_env(data, Probes(sqlite=True, blocking=True, flush_interval=60.0))
+    port = free_port()
+    command = [sys.executable, str(ROOT / "tests" / "data" / "twisted_app.py"), str(port),
+               str(tmp_path / "t.db")]
+    base = f"http://127.0.0.1:{port}"
+    with running(command, env, ROOT, base + "/health", tmp_path / "out.log"):
+        assert mark_measuring([data]) == []
+        for _ in range(3):
+            assert get(f"{base}/blocking") == b"10"
+            assert get(f"{base}/threaded") == b"10"
+    probes = collect_probe_data(data)
+    assert "warnings" not in probes, probes.get("warnings")
+    kinds = probes["blocking"]["kinds"]
+    assert kinds["sqlite"]["calls"] == 3 and kinds["sleep"]["calls"] == 3  # reactor thread only
+    app = "tests/data/twisted_app.py"
+    (row,) = [r for r in probes["sqlite"]["statements"] if r["statement"].startswith("SELECT")]
+    callers = {(c["where"], c["via"]): c["calls"] for c in row["callers"]}
+    count_line = f"{app}:{_app_line('# twisted count')} count"
+    assert callers[(count_line, "")] == 3  # on the reactor: the app's own function
+    handoff = f"{app}:{_app_line('# twisted handoff')} Threaded.render_GET"
+    assert callers[(handoff, count_line)] == 3  # deferToThread: the page that handed it off
+    assert row["loop_calls"] == 3
