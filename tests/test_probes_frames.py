@@ -156,3 +156,21 @@ def test_a_root_may_be_an_installed_package_and_a_venv_inside_a_root_is_not_proj
     assert frames._classify(str(project / ".venv" / "site-packages" / "orm.py"),
                             "orm") == frames.LIBRARY
     assert frames._classify(os.__file__, "os") == frames.LIBRARY
+
+
+def test_queues_with_their_own_get_receive_their_items_unwrapped(handoff) -> None:
+    import queue
+
+    class OwnGet(queue.Queue):
+        def _get(self):
+            return self.queue.popleft()
+
+    class OwnSimpleGet(queue.SimpleQueue):
+        def get(self, block=True, timeout=None):
+            return queue.SimpleQueue.get(self, block, timeout)
+
+    for kind in (OwnGet, OwnSimpleGet, queue.PriorityQueue, queue.LifoQueue):
+        jobs = kind()
+        jobs.put(1)
+        jobs.put_nowait(2)
+        assert sorted([jobs.get(), jobs.get()]) == [1, 2], kind

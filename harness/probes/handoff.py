@@ -102,7 +102,10 @@ def _patch_queue(queue_module: Any) -> None:
     original_put, original_get = base._put, base._get
 
     def _put(self: Any, item: Any) -> None:
-        original_put(self, _Carried(item, _capture()))
+        # wrap only where our _get unwraps: a subclass with its own _get would hand it out
+        if type(self)._get is _get:
+            item = _Carried(item, _capture())
+        original_put(self, item)
 
     def _get(self: Any) -> Any:
         return _unwrap(original_get(self))
@@ -118,10 +121,12 @@ def _patch_queue(queue_module: Any) -> None:
             __doc__ = simple.__doc__
 
             def put(self, item, block=True, timeout=None):
-                return super().put(_Carried(item, _capture()), block, timeout)
+                if type(self).get is SimpleQueue.get:  # a subclass's own get would not unwrap
+                    item = _Carried(item, _capture())
+                return super().put(item, block, timeout)
 
             def put_nowait(self, item):
-                return super().put(_Carried(item, _capture()), False)
+                return self.put(item, False)
 
             def get(self, block=True, timeout=None):
                 return _unwrap(super().get(block, timeout))
