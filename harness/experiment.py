@@ -105,6 +105,7 @@ class Probes:
     skip_modules: tuple[str, ...] = ()  # module prefixes never named as a caller (own DB layer)
     blocking: bool = False  # count blocking calls on the event-loop thread
     files: bool = False  # attribute Python-level file reads/writes to files by kind
+    functions: bool = False  # count calls per Python function (slow: a profile hook)
 
 
 @dataclass(frozen=True)
@@ -439,6 +440,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         Key("skip_modules", "array of strings", _names),
         Key("blocking", "boolean", _boolean),
         Key("files", "boolean", _boolean),
+        Key("functions", "boolean", _boolean),
     ),
     "rounds": _keys(
         Key("count", "integer", _integer(1)),

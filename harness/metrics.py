@@ -83,6 +83,8 @@ METRICS: dict[str, Metric] = {
            "lower", False, 0.05, "bytes written to files elsewhere per request (file probe)"),
         _m("file_read_bytes_per_request", "file reads / request", "B", "counter", "lower",
            False, 0.05, "bytes read through Python file objects per request (file probe)"),
+        _m("python_calls_per_request", "Python calls / request", "count", "counter", "lower",
+           False, 0.01, "calls of Python functions per request (function probe)"),
         _m("instructions_per_request", "instructions / request", "instr", "counter", "lower",
            True, 0.01, "instructions per request under valgrind (instruction tier)"),
         # timing: noisy, judged on round values

@@ -124,3 +124,33 @@ def test_a_rewritten_orm_query_is_paired_as_changed_with_its_caller(tmp_path):
     assert changes[0] is changed  # the costliest change comes first
     # the same app on both sides writes the same log volume: no file change to report
     assert details["files"]["headline"] is None or "log" not in details["files"]["headline"]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_added_work_in_one_python_function_is_named_first(tmp_path):
+    pytest.importorskip("peewee")
+    sides = []
+    for label, extra in (("baseline", "0"), ("candidate", "20")):
+        state, data = tmp_path / label / "state", tmp_path / label / "probes"
+        state.mkdir(parents=True)
+        env = probed_env(data, Probes(functions=True, flush_interval=60.0,
+                                      project_roots=("tests/data/orm_app",)),
+                         {"ORM_APP_EXTRA_WORK": extra})
+        port = free_port()
+        command = [sys.executable, str(APP / "server.py"), "--orm", "peewee", "--port",
+                   str(port), "--db", str(state / "app.db")]
+        base = f"http://127.0.0.1:{port}"
+        with running(command, env, ROOT, base + "/health", tmp_path / f"{label}.log"):
+            get(f"{base}/search?q=item%201")
+            assert mark_measuring([data]) == []
+            for _ in range(SEARCHES):
+                get(f"{base}/search?q=item%201")
+        probes = collect_probe_data(data)
+        assert "warnings" not in probes, probes.get("warnings")
+        sides.append(_results(label, probes, SEARCHES))
+    changes = breakdown_details(*sides)["functions"]["changes"]
+    tidy_line = next(n for n, line in enumerate((APP / "server.py").read_text().splitlines(), 1)
+                     if line.startswith("def tidy("))
+    assert changes[0]["where"] == f"server.py:{tidy_line} tidy"
+    assert changes[0]["calls_change"] == 20.0 and changes[0]["project"]

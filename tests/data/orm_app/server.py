@@ -19,6 +19,12 @@ from aiohttp import web
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 SLOW = os.environ.get("ORM_APP_SLOW") == "1"
+EXTRA = int(os.environ.get("ORM_APP_EXTRA_WORK", "0"))  # more calls of one function per search
+
+
+def tidy(word):
+    """Normalises a search word (called EXTRA more times per search in a candidate)."""
+    return " ".join(word.split())
 
 
 def make_store(orm, path):
@@ -36,7 +42,10 @@ async def health(request):
 
 
 async def search(request):
-    found = request.app["store"].search_items(request.query.get("q", "item 1"))
+    word = tidy(request.query.get("q", "item 1"))
+    for _ in range(EXTRA):
+        word = tidy(word)
+    found = request.app["store"].search_items(word)
     request.app["log"].info("search %s -> %d", request.query.get("q"), len(found))
     return web.json_response({"found": len(found)})
 
