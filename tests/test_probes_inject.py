@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.experiment import Probes
-from harness.probes import collect_probe_data, probe_environment
+from harness.probes import collect_probe_data, mark_measuring, probe_environment
 from harness.probes.inject import BOOT_DIR
 from tests.probes_support import probed_env
 
@@ -301,3 +301,27 @@ def test_the_code_that_runs_inside_the_subject_parses_as_python_3_7() -> None:
     assert len(inside) >= 9
     for path in inside:
         ast.parse(path.read_text(encoding="utf-8"), str(path), feature_version=(3, 7))
+
+
+@pytest.mark.integration
+def test_a_subject_killed_after_the_warm_up_leaves_no_stale_data_and_a_warning(tmp_path) -> None:
+    data = tmp_path / "probes"
+    env = probed_env(data, Probes(sqlite=True, flush_interval=0.05))
+    code = ("import sqlite3, time\n"
+            "db = sqlite3.connect(':memory:')\n"
+            "db.execute('SELECT 1')\n"  # the warm-up's statement, flushed periodically
+            "time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env)
+    try:
+        deadline = time.monotonic() + 20
+        while not list(data.glob("sqlite-*.json")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert list(data.glob("sqlite-*.json"))
+        assert mark_measuring([data]) == []
+        assert not list(data.glob("sqlite-*.json"))  # quiet now: nothing stale to misread
+    finally:
+        proc.kill()
+        proc.wait()
+    probes = collect_probe_data(data)
+    assert "sqlite" not in probes
+    assert any("wrote no probe data after the warm-up" in w for w in probes["warnings"])

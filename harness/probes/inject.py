@@ -226,6 +226,15 @@ def collect_probe_data(data_dir: Path) -> dict[str, Any]:
             f"them (it may not be Python, or it ignores PYTHONPATH, e.g. `python -I` or `-E`), "
             f"so it ran unprobed."
         )
+    always = [n for n in names if n in ("sqlite", "blocking", "files")]  # written at every exit
+    for ack in sorted(data_dir.glob("measuring-*.json")):
+        pid = ack.stem.split("-", 1)[1]
+        if always and not any((data_dir / f"{n}-{pid}.json").exists() for n in always):
+            warnings.append(
+                f"probes: process {pid} wrote no probe data after the warm-up (it was probably "
+                f"killed before its exit flush: see stop_timeout under [subject]); its "
+                f"measured requests are not in the probe data."
+            )
     for path in sorted(data_dir.glob("warnings-*.json")):
         found = _read(path, warnings)
         warnings.extend(f"probe: {w}" for w in (found or []) if f"probe: {w}" not in warnings)

@@ -108,11 +108,15 @@ class ProbeWriter:
             return
         self._marked = stamp
         with self._lock:
-            for source in self.sources.values():
+            for name, source in self.sources.items():
                 try:
                     source.reset()
                 except Exception as exc:
                     self.warn(f"cannot start measuring afresh: {type(exc).__name__}: {exc}")
+                try:  # the warm-up's data must not pass for the measured requests' if we die
+                    os.unlink(os.path.join(self.directory, f"{name}-{self._pid}.json"))
+                except OSError:
+                    pass
             self._write(f"measuring-{self._pid}.json", {"pid": self._pid, "mark": list(stamp)})
 
     def flush(self) -> None:
