@@ -28,10 +28,10 @@ def _line(orm: str, what: str) -> int:
     return next(n for n, line in enumerate(lines, start=1) if line.rstrip().endswith(marker))
 
 
-def _run(tmp_path: Path, orm: str, slow: bool) -> dict:
+def _run(tmp_path: Path, orm: str, slow: bool, log: bool = True) -> dict:
     """Start the app, warm it up, mark, then SEARCHES searches and ADDS adds; its probe data."""
     pytest.importorskip(orm)
-    side = tmp_path / f"{orm}-{'slow' if slow else 'fast'}"
+    side = tmp_path / f"{orm}-{'slow' if slow else 'fast'}-{'log' if log else 'quiet'}"
     state, data = side / "state", side / "probes"
     state.mkdir(parents=True)
     config = Probes(sqlite=True, blocking=True, files=True, flush_interval=60.0,
@@ -40,7 +40,7 @@ def _run(tmp_path: Path, orm: str, slow: bool) -> dict:
     env["PERF_PROBE_STATE_DIR"] = str(state)
     port = free_port()
     command = [sys.executable, str(APP / "server.py"), "--orm", orm, "--port", str(port),
-               "--db", str(state / "app.db"), "--log", str(state / "app.log")]
+               "--db", str(state / "app.db")] + (["--log", str(state / "app.log")] if log else [])
     base = f"http://127.0.0.1:{port}"
     with running(command, env, ROOT, base + "/health", side / "out.log"):
         for _ in range(WARMUP):
@@ -154,3 +154,22 @@ def test_added_work_in_one_python_function_is_named_first(tmp_path):
                      if line.startswith("def tidy("))
     assert changes[0]["where"] == f"server.py:{tidy_line} tidy"
     assert changes[0]["calls_change"] == 20.0 and changes[0]["project"]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_log_line_per_request_is_found_in_the_log_file(tmp_path):
+    requests = SEARCHES + ADDS
+    quiet, logging = _run(tmp_path, "peewee", False, log=False), _run(tmp_path, "peewee", False)
+    files = breakdown_details(_results("baseline", quiet, requests),
+                              _results("candidate", logging, requests))["files"]
+    lines = (tmp_path / "peewee-fast-log" / "state" / "app.log").read_bytes().splitlines()
+    measured = sum(len(line) + 1 for line in lines[WARMUP:])  # the warm-up's are not counted
+    per_request = measured / requests
+    assert files["headline"] == (
+        f"{per_request:+,.0f} B written per request, all in the log file app.log")
+    assert files["changes"][0]["path"] == "app.log"
+    assert files["changes"][0]["write_change"] == pytest.approx(per_request, abs=1e-3)
+    # the same database work on both sides
+    base_db = files["baseline"]["kinds"]["database"]["write_bytes"]
+    assert files["candidate"]["kinds"]["database"]["write_bytes"] == pytest.approx(base_db)
