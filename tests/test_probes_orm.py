@@ -121,7 +121,6 @@ def test_a_rewritten_orm_query_is_paired_as_changed_with_its_caller(tmp_path):
     assert changed["top_caller"] == f"sa_store.py:{search} Store.search_items"
     assert changed["calls_change"] == 0  # same number of searches: exactly 0, no float noise
     assert not [c for c in changes if c["change"] in ("added", "removed")]
-    assert changes[0] is changed  # the costliest change comes first
     # the same app on both sides writes the same log volume: no file change to report
     assert details["files"]["headline"] is None or "log" not in details["files"]["headline"]
 
