@@ -49,6 +49,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         print(problem, file=sys.stderr)
     if problems:
         return ExitCode.ERROR
+    from harness.experiment import load_experiment
+    from harness.probes import injection_warning
+
+    experiment = load_experiment(Path(args.experiment), overrides=_parse_sets(args.set))
+    warning = injection_warning(experiment.probes, experiment.subject.command, sys.executable,
+                                experiment.subject.python, dict(experiment.variables))
+    if warning:
+        print(f"warning: {args.experiment}: {warning}", file=sys.stderr)
     print(f"{args.experiment}: valid")
     return ExitCode.OK
 
@@ -66,6 +74,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         rounds=args.rounds,
         progress=not args.quiet,
     )
+    for warning in results.warnings:  # loudly: e.g. a subject that ran unprobed
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"wrote {Path(args.out) / 'results.json'} ({len(results.rounds)} rounds)")
     for line in _stop_notes(results.rounds):
         print(f"harness: warning: {line}", file=sys.stderr)

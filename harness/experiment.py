@@ -128,6 +128,11 @@ class Probes:
     loop_lag: bool = False
     loop_lag_interval: float = 0.1
     flush_interval: float = 1.0
+    project_roots: tuple[str, ...] = ()  # where the user's code lives; () = the subject's cwd
+    skip_modules: tuple[str, ...] = ()  # module prefixes never named as a caller (own DB layer)
+    blocking: bool = False  # count blocking calls on the event-loop thread
+    files: bool = False  # attribute Python-level file reads/writes to files by kind
+    functions: bool = False  # count calls per Python function (slow: a profile hook)
 
 
 @dataclass(frozen=True)
@@ -295,6 +300,13 @@ def _arguments(value: Any) -> tuple[str, ...]:
         raise ConfigError(f"expected a non-empty array of strings (write e.g. {example})")
     if not all(isinstance(arg, str) for arg in value):
         raise ConfigError(f"every argument must be a string (quote numbers, e.g. {example})")
+    return tuple(value)
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f'expected an array of non-empty strings, got {_show(value)} '
+                          f'(write e.g. ["src", "app"])')
     return tuple(value)
 
 
@@ -479,6 +491,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         Key("loop_lag", "boolean", _boolean),
         Key("loop_lag_interval", "duration", _positive_duration),
         Key("flush_interval", "duration", _positive_duration),
+        Key("project_roots", "array of strings", _names),
+        Key("skip_modules", "array of strings", _names),
+        Key("blocking", "boolean", _boolean),
+        Key("files", "boolean", _boolean),
+        Key("functions", "boolean", _boolean),
     ),
     "rounds": _keys(
         Key("count", "integer", _integer(1)),

@@ -137,6 +137,7 @@ def _plain_window(experiment: Experiment, group: SubjectGroup, rate: float,
     warm = None
     if workload.warmup > 0:
         warm = run_load(workload, port=port, rate=rate, duration=workload.warmup)
+    group.warnings.extend(probes_mod.mark_measuring(i.probe_dir for i in group.instances))
     origin = time.monotonic() + SAMPLE_LEAD
     with _Samplers(experiment, group, origin) as samplers:
         load = run_load(workload, port=port, rate=rate, **_load(workload),

@@ -83,10 +83,7 @@ def log_tail(paths: Sequence[Path], lines: int = LOG_TAIL) -> str:
 
 def is_python_command(subject: Subject, python: str) -> bool:
     """Whether the subject's command runs Python (probes can only be injected then)."""
-    if subject.python is not None:
-        return subject.python
-    first = subject.command[0] if subject.command else ""
-    return first in ("{python}", python) or Path(first).name.lower().startswith("python")
+    return probes_mod.is_python_command(subject.command, python, subject.python)
 
 
 @dataclass

@@ -36,7 +36,8 @@ def test_tables_are_per_round_with_the_thesis_columns() -> None:
     row = table[0]
     assert row["calls"] == 20 and row["total"] == pytest.approx(2.0)
     assert row["avg"] == pytest.approx(0.1) and row["max"] == 0.1 and row["min"] == 0.1
-    assert row["callers"] == [{"where": "a.py:1 f", "calls": 20, "total": pytest.approx(2.0)}]
+    assert row["callers"] == [{"where": "a.py:1 f", "via": "", "calls": 20,
+                               "total": pytest.approx(2.0)}]
 
 
 def test_changes_rank_by_time_then_calls() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.experiment import Probes
-from harness.probes import collect_probe_data, probe_environment
+from harness.probes import collect_probe_data, mark_measuring, probe_environment
 from harness.probes.inject import BOOT_DIR
 from tests.probes_support import probed_env
 
@@ -236,3 +236,92 @@ def test_no_loop_is_reported_and_a_reused_directory_starts_clean(tmp_path) -> No
     probes = collect_probe_data(tmp_path / "d")
     assert _statements(probes) == {"SELECT ?"}
     assert any("no event loop was seen" in w for w in probes["warnings"])
+
+
+def _script(tmp_path, name: str, first_lines: str, body: str = "") -> str:
+    path = tmp_path / name
+    path.write_text(first_lines + "\n" + body, encoding="utf-8")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_console_scripts_of_a_python_interpreter_are_python(tmp_path, monkeypatch) -> None:
+    from harness.probes import is_python_command
+
+    py = sys.executable
+    assert is_python_command(["{python}", "-m", "app"], py)
+    assert is_python_command([_script(tmp_path, "serve", f"#!{py}")], py)
+    assert is_python_command([_script(tmp_path, "env", "#!/usr/bin/env python3")], py)
+    launcher = f"#!/bin/sh\n'''exec' \"{py}\" \"$0\" \"$@\"\n' '''"  # pip's, for long paths
+    assert is_python_command([_script(tmp_path, "long", launcher)], py)
+    monkeypatch.setenv("PATH", str(tmp_path))  # `datasette serve`: found on PATH by name
+    _script(tmp_path, "datasette", f"#!{py}")
+    assert is_python_command(["datasette", "serve"], py)
+    # not Python, or a Python that would skip the startup hook (-I, -E, -S)
+    assert not is_python_command([_script(tmp_path, "run.sh", "#!/bin/sh")], py)
+    assert not is_python_command([_script(tmp_path, "iso", f"#!{py} -I")], py)
+    assert not is_python_command([_script(tmp_path, "nosite", f"#!{py} -sS")], py)
+    assert not is_python_command(["no-such-command-here"], py)
+    assert is_python_command(["no-such-command-here"], py, declared=True)
+
+
+@pytest.mark.integration
+def test_a_console_script_subject_is_probed(tmp_path) -> None:
+    body = "import sqlite3\nsqlite3.connect(':memory:').execute('SELECT 1').fetchall()\n"
+    script = _script(tmp_path, "tool", f"#!{sys.executable}", body)
+    data = tmp_path / "probes"
+    env, warnings = probe_environment(Probes(sqlite=True), data_dir=data,
+                                      base_env=dict(os.environ), is_python=True)
+    assert warnings == []
+    subprocess.run([script], env=env, check=True, timeout=60)
+    probes = collect_probe_data(data)
+    assert "warnings" not in probes
+    assert probes["sqlite"]["operations"]["execute"]["calls"] == 1
+
+
+def test_validate_warns_loudly_when_probes_cannot_be_injected(tmp_path, capsys) -> None:
+    from harness.cli import main
+
+    experiment = tmp_path / "e.toml"
+    experiment.write_text(
+        '[subject]\ncommand = ["/bin/sh", "-c", "sleep 1"]\nready = { log = "x" }\n'
+        '[workload]\nrate = "1/s"\nrequests = 1\n[[workload.endpoints]]\npath = "/"\n'
+        '[probes]\nsqlite = true\n', encoding="utf-8")
+    assert main(["validate", str(experiment)]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("warning: ") and "runs unprobed" in err
+
+
+def test_the_code_that_runs_inside_the_subject_parses_as_python_3_7() -> None:
+    import ast
+
+    inside = [p for p in BOOT_DIR.parent.glob("*.py")
+              if p.name not in ("__init__.py", "breakdown.py", "summary.py", "inject.py")]
+    inside.append(BOOT_DIR / "sitecustomize.py")
+    assert len(inside) >= 9
+    for path in inside:
+        ast.parse(path.read_text(encoding="utf-8"), str(path), feature_version=(3, 7))
+
+
+@pytest.mark.integration
+def test_a_subject_killed_after_the_warm_up_leaves_no_stale_data_and_a_warning(tmp_path) -> None:
+    data = tmp_path / "probes"
+    env = probed_env(data, Probes(sqlite=True, flush_interval=0.05))
+    code = ("import sqlite3, time\n"
+            "db = sqlite3.connect(':memory:')\n"
+            "db.execute('SELECT 1')\n"  # the warm-up's statement, flushed periodically
+            "time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env)
+    try:
+        deadline = time.monotonic() + 20
+        while not list(data.glob("sqlite-*.json")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert list(data.glob("sqlite-*.json"))
+        assert mark_measuring([data]) == []
+        assert not list(data.glob("sqlite-*.json"))  # quiet now: nothing stale to misread
+    finally:
+        proc.kill()
+        proc.wait()
+    probes = collect_probe_data(data)
+    assert "sqlite" not in probes
+    assert any("wrote no probe data after the warm-up" in w for w in probes["warnings"])

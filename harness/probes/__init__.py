@@ -1,4 +1,5 @@
-"""Zero-code probes for unmodified Python subjects: SQLite query breakdown and event-loop lag.
+"""Zero-code probes for unmodified Python subjects: SQLite query breakdown, event-loop lag, blocking
+calls on the loop, file bytes by kind, and Python calls per function (docs/probes.md).
 
 Contract with the runner (harness.runner) and the report (harness.report):
 
@@ -9,8 +10,27 @@ Contract with the runner (harness.runner) and the report (harness.report):
       probes["sqlite"] = {
           "operations": {"execute": {"calls", "total", "max", "min", "rows"}, ...},
           "statements": [{"statement", "operation", "calls", "total", "max", "min", "rows",
-                          "callers": [{"where": "file:line function", "calls", "total"}]}],
+                          "fetch_total", "loop_calls", "loop_total", "write_bytes",
+                          "callers": [{"where": "file:line function", "via": "file:line function"
+                                       or "", "calls", "total"}]}],
       }
+
+  One row per statement: `operation` is execute, executemany, executescript, commit or rollback;
+  the fetches of its rows add their time (`fetch_total`, included in `total`) and rows. `where`
+  is the first frame of the project, `via` the library frame beside it (or, for work handed to
+  another thread, the worker thread's frame). `loop_calls`/`loop_total`: the part run on the
+  event-loop thread; `write_bytes`: what SQLite wrote meanwhile (files probe, Linux). Fields an
+  older results.json lacks are absent, not 0.
+
+      probes["blocking"] = {"kinds": {KIND: {"calls", "total", "max", "bytes"}},
+                            "longest": {"kind", "seconds", "where", "via"} | None,
+                            "sites": [{"kind", "where", "via", "calls", "total"}]}
+      probes["files"] = {"files": [{"path", "kind", "read_bytes", "write_bytes", "reads",
+                                    "writes"}],
+                         "process": {"read_bytes", "write_bytes"} | None, "probe_bytes",
+                         "database_measured"}
+      probes["functions"] = {"functions": [{"where", "project", "calls"}], "total_calls",
+                             "mechanism"}
       probes["loop_lag"] = {"kind": "asyncio" | "twisted", "interval": 0.1,
                             "samples": [lateness in seconds, ...]}
 
@@ -27,12 +47,17 @@ Contract with the runner (harness.runner) and the report (harness.report):
           "candidate": [...],
           "changes": [{"statement", "operation", "baseline_total", "candidate_total",
                        "total_change", "baseline_calls", "candidate_calls", "calls_change",
-                       "top_caller"}], ranked by |total_change| then |calls_change|,
+                       "top_caller", "change": "same" | "added" | "removed" | "changed",
+                       "baseline_statement" (only when "changed": the text it replaced)}],
+                      ranked by |total_change| then |calls_change|,
           "caller_changes": [{"where", "baseline_total", "candidate_total", "total_change",
                               "baseline_calls", "candidate_calls", "calls_change"}], ranked,
           "baseline_rounds": n, "candidate_rounds": n,  # rounds with query data per side
       }
       details["loop_lag"] = {"baseline": {"kind", "interval", "samples"} | None, "candidate": ...}
+      details["blocking"], details["files"], details["functions"]: see blocking_details,
+      files_details and functions_details in harness/probes/breakdown.py (per request; files has
+      a "headline" such as "+25 B written per request, all in the log file core.log").
 
   Breakdown rows also carry "avg" (total / calls), the thesis' Table 6.4/6.5 column.
 """
@@ -40,7 +65,15 @@ Contract with the runner (harness.runner) and the report (harness.report):
 from __future__ import annotations
 
 from harness.probes.breakdown import breakdown_details
-from harness.probes.inject import collect_probe_data, probe_environment
+from harness.probes.inject import (
+    collect_probe_data,
+    injection_warning,
+    is_python_command,
+    mark_measuring,
+    probe_environment,
+)
 from harness.probes.summary import probe_metrics
 
-__all__ = ["breakdown_details", "collect_probe_data", "probe_environment", "probe_metrics"]
+__all__ = ["breakdown_details", "collect_probe_data", "injection_warning", "is_python_command",
+           "mark_measuring",
+           "probe_environment", "probe_metrics"]

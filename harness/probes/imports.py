@@ -20,16 +20,17 @@ if TYPE_CHECKING:  # annotations only: subjects may run Pythons older than the h
 class _HookedLoader(importlib.abc.Loader):
     """Delegates to the real loader, then runs the hook on the fresh module."""
 
-    def __init__(self, loader: Any, hook: Hook) -> None:
+    def __init__(self, loader: Any, hooks: list[Hook]) -> None:
         self._loader = loader
-        self._hook = hook
+        self._hooks = hooks
 
     def create_module(self, spec):
         return self._loader.create_module(spec)
 
     def exec_module(self, module):
         self._loader.exec_module(module)
-        _run(self._hook, module)
+        for hook in self._hooks:
+            _run(hook, module)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._loader, name)
@@ -39,12 +40,12 @@ class _AfterImportFinder(importlib.abc.MetaPathFinder):
     """Finds hooked modules with the other finders and wraps their loader."""
 
     def __init__(self) -> None:
-        self.hooks: dict[str, Hook] = {}
+        self.hooks: dict[str, list[Hook]] = {}  # several probes may wait for one module
         self._busy = threading.local()
 
     def find_spec(self, fullname, path, target=None):
-        hook = self.hooks.get(fullname)
-        if hook is None or getattr(self._busy, "name", None) == fullname:
+        hooks = self.hooks.get(fullname)
+        if hooks is None or getattr(self._busy, "name", None) == fullname:
             return None
         self._busy.name = fullname  # the other finders may call back into sys.meta_path
         try:
@@ -54,7 +55,7 @@ class _AfterImportFinder(importlib.abc.MetaPathFinder):
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
         del self.hooks[fullname]
-        spec.loader = _HookedLoader(spec.loader, hook)
+        spec.loader = _HookedLoader(spec.loader, hooks)
         return spec
 
 
@@ -93,6 +94,6 @@ def after_import(name: str, hook: Hook) -> None:
     if module is not None:
         _run(hook, module)
         return
-    _finder.hooks[name] = hook
+    _finder.hooks.setdefault(name, []).append(hook)
     if _finder not in sys.meta_path:
         sys.meta_path.insert(0, _finder)

@@ -9,13 +9,14 @@ subclass hands out a Cursor subclass; both time the calls and then defer to the 
 from __future__ import annotations
 
 import functools
-import os
 import re
 import sqlite3
 import sys
 import threading
 import time
 from typing import Any
+
+from . import diskio, frames, loops
 
 STATEMENT_OPERATIONS = ("execute", "executemany", "executescript")  # a statement sent to SQLite
 FETCH_OPERATIONS = ("fetchone", "fetchall", "fetchmany", "iterate")  # rows coming back
@@ -64,9 +65,10 @@ def normalise(sql: Any) -> str:
 
 
 class _Tally:
-    """Running totals of one (statement, operation), with its callers."""
+    """Running totals of one statement (its executes, and the fetches of its rows), with callers."""
 
-    __slots__ = ("calls", "total", "max", "min", "rows", "callers")
+    __slots__ = ("calls", "total", "max", "min", "rows", "fetch_total", "loop_calls", "loop_total",
+                 "write_bytes", "callers")
 
     def __init__(self) -> None:
         self.calls = 0
@@ -74,32 +76,67 @@ class _Tally:
         self.max = 0.0
         self.min = float("inf")
         self.rows = 0
-        self.callers: dict[Any, list[float]] = {}  # caller key (see `caller`) -> [calls, total]
+        self.fetch_total = 0.0
+        self.loop_calls = 0
+        self.loop_total = 0.0
+        self.write_bytes = 0
+        self.callers: dict[Any, list[float]] = {}  # site key (probes/frames.py) -> [calls, total]
 
     def as_json(self) -> dict[str, Any]:
         return {"calls": self.calls, "total": self.total, "max": self.max,
-                "min": self.min if self.calls else 0.0, "rows": self.rows}
+                "min": self.min if self.calls else 0.0, "rows": self.rows,
+                "fetch_total": self.fetch_total, "loop_calls": self.loop_calls,
+                "loop_total": self.loop_total, "write_bytes": self.write_bytes}
 
 
 class QueryStats:
-    """Thread-safe aggregation of timed sqlite3 operations."""
+    """Thread-safe aggregation of timed sqlite3 operations.
+
+    Statements (execute, executemany, executescript, COMMIT, ROLLBACK) count one call each; the
+    fetches of a statement's rows add their time and rows to the statement's row (and to the
+    caller that executed it) without counting a call, so a statement is one row of the breakdown.
+    The per-operation totals keep every fetch as its own call.
+    """
 
     def __init__(self) -> None:
         # Re-entrant: a SIGTERM handler may snapshot while the same thread is inside record().
         self._lock = threading.RLock()
         self._tallies: dict[tuple[str, str], _Tally] = {}
+        self._operations: dict[str, _Tally] = {}
 
-    def record(self, statement: str, operation: str, elapsed: float, rows: int, site: Any) -> None:
+    def _tally(self, statement: str, operation: str) -> _Tally:
         key = (statement, operation)
+        tally = self._tallies.get(key)
+        if tally is None:
+            if len(self._tallies) >= MAX_STATEMENTS:
+                key = (OTHER, operation)
+            tally = self._tallies.setdefault(key, _Tally())
+        return tally
+
+    def _operation(self, operation: str, elapsed: float, rows: int) -> None:
+        tally = self._operations.get(operation)
+        if tally is None:
+            tally = self._operations[operation] = _Tally()
+        tally.calls += 1
+        tally.total += elapsed
+        tally.rows += rows
+        if elapsed > tally.max:
+            tally.max = elapsed
+        if elapsed < tally.min:
+            tally.min = elapsed
+
+    def record(self, statement: str, operation: str, elapsed: float, rows: int, site: Any,
+               on_loop: bool = False, write_bytes: int = 0) -> None:
+        """One statement sent to SQLite (from `site`, on the event-loop thread or not)."""
         with self._lock:
-            tally = self._tallies.get(key)
-            if tally is None:
-                if len(self._tallies) >= MAX_STATEMENTS:
-                    key = (OTHER, operation)
-                tally = self._tallies.setdefault(key, _Tally())
+            tally = self._tally(statement, operation)
             tally.calls += 1
             tally.total += elapsed
             tally.rows += rows
+            tally.write_bytes += write_bytes
+            if on_loop:
+                tally.loop_calls += 1
+                tally.loop_total += elapsed
             if elapsed > tally.max:
                 tally.max = elapsed
             if elapsed < tally.min:
@@ -110,36 +147,62 @@ class QueryStats:
             else:
                 known[0] += 1
                 known[1] += elapsed
+            self._operation(operation, elapsed, rows)
+
+    def fetched(self, statement: str, operation: str, fetch: str, elapsed: float, rows: int,
+                site: Any, on_loop: bool = False) -> None:
+        """Rows of the statement executed by `operation` at `site` came back through `fetch`."""
+        with self._lock:
+            tally = self._tally(statement, operation)
+            tally.total += elapsed
+            tally.fetch_total += elapsed
+            tally.rows += rows
+            if on_loop:
+                tally.loop_total += elapsed
+            known = tally.callers.get(site)
+            if known is None:
+                tally.callers[site] = [0, elapsed]
+            else:
+                known[1] += elapsed
+            self._operation(fetch, elapsed, rows)
 
     def reset(self) -> None:
         """Start from zero with a new lock (after fork, the old one may be held by a thread the
-        child does not have)."""
+        child does not have; at the end of the warm-up, so only the measured requests count)."""
         self._lock = threading.RLock()
         self._tallies = {}
+        self._operations = {}
+        del _deferred[:]
 
     def snapshot(self) -> dict[str, Any]:
         """The data shape of Round.probes["sqlite"] (see harness/probes/__init__.py)."""
         while _deferred:
-            self.record(*_deferred.pop())
+            self.fetched(*_deferred.pop())
         with self._lock:
             tallies = self._tallies.copy()  # a copy: a re-entrant record() must not resize it
             items = [(key, t.as_json(), t.callers.copy()) for key, t in tallies.items()]
-        operations: dict[str, dict[str, Any]] = {}
+            operations = {op: t.as_json() for op, t in self._operations.items()}
+        for totals in operations.values():
+            for extra in ("fetch_total", "loop_calls", "loop_total", "write_bytes"):
+                del totals[extra]
         statements = []
         for (statement, operation), totals, sites in items:
-            merge_totals(operations.setdefault(operation, empty_totals()), totals)
-            callers: dict[str, list[float]] = {}
+            callers: dict[tuple[str, str], list[float]] = {}
             for site, (calls, total) in sites.items():
-                slot = callers.setdefault(where(site), [0, 0.0])
+                slot = callers.setdefault(frames.describe(site), [0, 0.0])
                 slot[0] += calls
                 slot[1] += total
             top = sorted(callers.items(), key=lambda kv: kv[1][1], reverse=True)[:TOP_CALLERS]
             statements.append({
                 "statement": statement, "operation": operation, **totals,
-                "callers": [{"where": w, "calls": int(c), "total": t} for w, (c, t) in top],
+                "callers": [{"where": w, "via": v, "calls": int(c), "total": t}
+                            for (w, v), (c, t) in top],
             })
         statements.sort(key=lambda s: s["total"], reverse=True)
         return {"operations": operations, "statements": statements}
+
+
+SUMMED = ("calls", "total", "rows", "fetch_total", "loop_calls", "loop_total", "write_bytes")
 
 
 def empty_totals() -> dict[str, Any]:
@@ -147,66 +210,35 @@ def empty_totals() -> dict[str, Any]:
 
 
 def merge_totals(into: dict[str, Any], other: dict[str, Any]) -> None:
-    """Add `other`'s calls, total and rows to `into`; keep the larger max and smaller min."""
+    """Add `other`'s counts and times to `into`; keep the larger max and smaller min.
+
+    Fields an older snapshot lacks (fetch_total, loop_calls, ...) are left out, not invented."""
     if other["calls"]:
         into["min"] = other["min"] if not into["calls"] else min(into["min"], other["min"])
     into["max"] = max(into["max"], other["max"])
-    for key in ("calls", "total", "rows"):
-        into[key] += other[key]
+    for key in SUMMED:
+        if key in other:
+            into[key] = into.get(key, 0) + other[key]
 
 
 STATS = QueryStats()
-# Records from finalizers wait here: __del__ may run inside record() or snapshot() (garbage
-# collection), where touching the tallies could resize a dict that is being iterated.
-_deferred: list[tuple[str, str, float, int, str]] = []
-
-# --- where a call comes from -------------------------------------------------------------------
-
-_SKIPPED_DIRS = tuple(
-    os.path.dirname(os.path.abspath(path)) + os.sep for path in (sqlite3.__file__, __file__)
-)
-_shown: dict[str, str] = {}
-_cwd = os.getcwd()
+# Fetches recorded from finalizers wait here: __del__ may run inside record() or snapshot()
+# (garbage collection), where touching the tallies could resize a dict that is being iterated.
+_deferred: list[tuple[Any, ...]] = []
 
 
-def _display(filename: str) -> str:
-    """How a source file is named in callers ("" for the probe and the sqlite3 module).
-
-    Paths under the working directory are relative and those in site-packages start after it, so
-    callers of baseline and candidate match even when they run from different checkouts.
-    """
-    path = os.path.abspath(filename) if not filename.startswith("<") else filename
-    if path.startswith(_SKIPPED_DIRS):
-        return ""
-    if path.startswith(_cwd + os.sep):
-        return os.path.relpath(path, _cwd).replace(os.sep, "/")
-    marker = os.sep + "site-packages" + os.sep
-    if marker in path:
-        return path.split(marker, 1)[1].replace(os.sep, "/")
-    return path
+def _on_loop() -> bool:
+    return loops.on_loop()
 
 
 def caller(frame: Any) -> Any:
-    """The first frame outside the probe and the sqlite3 module, as a cheap key (code, line);
-    `where` turns it into `file:line function` when a snapshot is taken, not on every call."""
-    while frame is not None:
-        code = frame.f_code
-        shown = _shown.get(code.co_filename)
-        if shown is None:
-            shown = _shown[code.co_filename] = _display(code.co_filename)
-        if shown:
-            return (code, frame.f_lineno)
-        frame = frame.f_back
-    return "<unknown>"
+    """The call site of `frame`'s stack (see harness/probes/frames.py)."""
+    return frames.site(frame)
 
 
 def where(key: Any) -> str:
-    """`file:line function` of a caller key (strings pass through)."""
-    if isinstance(key, str):
-        return key
-    code, line = key
-    name = getattr(code, "co_qualname", code.co_name)
-    return f"{_shown.get(code.co_filename) or code.co_filename}:{line} {name}"
+    """`file:line function` of a call site's project frame (strings pass through)."""
+    return frames.describe(key)[0]
 
 
 # --- the probed classes -------------------------------------------------------------------------
@@ -217,29 +249,65 @@ def where(key: Any) -> str:
 # pylint: disable=no-member
 
 
+def _writes(statement: str) -> bool:
+    """Whether a statement may write (its bytes are then measured): not a plain SELECT."""
+    head = statement[:7].upper()
+    return not (head.startswith("SELECT") or head.startswith("WITH") or head.startswith("PRAGMA"))
+
+
+def _timed(method: Any, args: tuple, measure_io: bool) -> tuple[Any, float, int]:
+    """Call `method(*args)`; its result, seconds, and the bytes this thread wrote meanwhile."""
+    before = diskio.thread_written() if measure_io else None
+    start = _perf()
+    result = method(*args)
+    elapsed = _perf() - start
+    written = 0
+    if before is not None:
+        after = diskio.thread_written()
+        written = after - before if after is not None and after > before else 0
+    return result, elapsed, written
+
+
 class _CursorProbe:
     """Mixed in before a sqlite3.Cursor class: times statements and fetches."""
 
     _probe_statement = UNKNOWN
+    _probe_operation = "execute"
+    _probe_site: Any = "<unknown>"
     _probe_iter_time = 0.0
     _probe_iter_rows = 0
-    _probe_iter_where: Any = ""
+    _probe_iterating = False
 
     def _probe_run(self, operation: str, method: Any, sql: Any, args: tuple) -> Any:
         self._probe_flush()
         statement = normalise(sql)
-        self._probe_statement = statement
+        site = caller(sys._getframe(2))
+        self._probe_statement, self._probe_operation, self._probe_site = statement, operation, site
+        measure = diskio.ENABLED and _writes(statement)
         start = _perf()
         try:
-            return method(sql, *args)
-        finally:
-            elapsed = _perf() - start
-            try:  # never let the probe replace the subject's own result or exception
-                rows = self.rowcount  # type: ignore[attr-defined]
-                STATS.record(statement, operation, elapsed, rows if rows > 0 else 0,
-                             caller(sys._getframe(2)))
-            except Exception:
-                pass
+            result, elapsed, written = _timed(method, (sql,) + args, measure)
+        except BaseException:
+            elapsed, written = _perf() - start, 0
+            self._probe_record(statement, operation, elapsed, written, site)
+            raise
+        self._probe_record(statement, operation, elapsed, written, site)
+        return result
+
+    def _probe_record(self, statement: str, operation: str, elapsed: float, written: int,
+                      site: Any) -> None:
+        try:  # never let the probe replace the subject's own result or exception
+            rows = self.rowcount  # type: ignore[attr-defined]
+            on_loop = _on_loop()
+            STATS.record(statement, operation, elapsed, rows if rows > 0 else 0, site,
+                         on_loop, written)
+            if written:
+                connection = self.connection  # type: ignore[attr-defined]
+                diskio.database_written(written, getattr(connection, "_probe_database", ""))
+            if on_loop:
+                loops.BLOCKING.record("sqlite", elapsed, written, site)
+        except Exception:
+            pass
 
     def execute(self, sql, *args):
         return self._probe_run("execute", super().execute, sql, args)
@@ -253,7 +321,11 @@ class _CursorProbe:
     def _probe_fetch(self, operation: str, result: Any, elapsed: float) -> Any:
         try:
             rows = (0 if result is None else 1) if operation == "fetchone" else len(result)
-            STATS.record(self._probe_statement, operation, elapsed, rows, caller(sys._getframe(2)))
+            on_loop = _on_loop()
+            STATS.fetched(self._probe_statement, self._probe_operation, operation, elapsed, rows,
+                          self._probe_site, on_loop)
+            if on_loop:
+                loops.BLOCKING.add_time("sqlite", elapsed)
         except Exception:
             pass
         return result
@@ -277,9 +349,8 @@ class _CursorProbe:
         return self
 
     def __next__(self):
-        # One "iterate" call per pass over the cursor, not one per row: a loop is one fetch.
-        if not self._probe_iter_where:
-            self._probe_iter_where = caller(sys._getframe(1))
+        # One "iterate" fetch per pass over the cursor, not one per row: a loop is one fetch.
+        self._probe_iterating = True
         start = _perf()
         try:
             row = super().__next__()
@@ -291,11 +362,15 @@ class _CursorProbe:
         self._probe_iter_rows += 1
         return row
 
-    def _probe_flush(self, record: Any = None) -> None:
-        if self._probe_iter_where:
-            (record or STATS.record)(self._probe_statement, "iterate", self._probe_iter_time,
-                                     self._probe_iter_rows, self._probe_iter_where)
-            self._probe_iter_time, self._probe_iter_rows, self._probe_iter_where = 0.0, 0, ""
+    def _probe_flush(self, deferred: bool = False) -> None:
+        if self._probe_iterating:
+            entry = (self._probe_statement, self._probe_operation, "iterate",
+                     self._probe_iter_time, self._probe_iter_rows, self._probe_site)
+            self._probe_iter_time, self._probe_iter_rows, self._probe_iterating = 0.0, 0, False
+            if deferred:
+                _deferred.append(entry)
+            else:
+                STATS.fetched(*entry, on_loop=_on_loop())
 
     def close(self):
         self._probe_flush()
@@ -303,7 +378,7 @@ class _CursorProbe:
 
     def __del__(self):
         try:
-            self._probe_flush(lambda *entry: _deferred.append(entry))
+            self._probe_flush(deferred=True)
         except Exception:
             pass
 
@@ -338,15 +413,26 @@ class _ConnectionProbe:
         return cursor
 
     def _probe_end(self, operation: str, method: Any, *args: Any) -> Any:
+        site = caller(sys._getframe(2))
         start = _perf()
         try:
-            return method(*args)
-        finally:
-            try:
-                elapsed = _perf() - start
-                STATS.record(operation.upper(), operation, elapsed, 0, caller(sys._getframe(2)))
-            except Exception:
-                pass
+            result, elapsed, written = _timed(method, args, diskio.ENABLED)
+        except BaseException:
+            self._probe_ended(operation, _perf() - start, 0, site)
+            raise
+        self._probe_ended(operation, elapsed, written, site)
+        return result
+
+    def _probe_ended(self, operation: str, elapsed: float, written: int, site: Any) -> None:
+        try:
+            on_loop = _on_loop()
+            STATS.record(operation.upper(), operation, elapsed, 0, site, on_loop, written)
+            if written:
+                diskio.database_written(written, getattr(self, "_probe_database", ""))
+            if on_loop:
+                loops.BLOCKING.record("sqlite", elapsed, written, site)
+        except Exception:
+            pass
 
     def commit(self):
         return self._probe_end("commit", super().commit)
@@ -396,7 +482,15 @@ def _wrap_connect(original: Any) -> Any:
                 args = args[:_FACTORY_POSITION] + (probed,) + args[_FACTORY_POSITION + 1:]
             else:
                 kwargs["factory"] = probed
-        return original(*args, **kwargs)
+        connection = original(*args, **kwargs)
+        try:
+            database = args[0] if args else kwargs.get("database")
+            path = diskio.database_opened(database)
+            if path and isinstance(connection, _ConnectionProbe):
+                connection._probe_database = path  # type: ignore[attr-defined]
+        except Exception:
+            pass
+        return connection
 
     connect.__perf_probe__ = True  # type: ignore[attr-defined]
     return connect
@@ -404,6 +498,7 @@ def _wrap_connect(original: Any) -> Any:
 
 def install() -> None:
     """Make sqlite3.connect (also when imported later by name) return probed connections."""
+    frames.hide(sqlite3.__file__)
     if getattr(sqlite3.connect, "__perf_probe__", False):
         return
     _originals["connect"] = sqlite3.connect

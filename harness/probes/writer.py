@@ -14,6 +14,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # annotations only: subjects may run Pythons older than the harness
@@ -27,14 +28,21 @@ if TYPE_CHECKING:  # annotations only: subjects may run Pythons older than the h
         def reset(self) -> None: ...
 
 
-def write_json_atomic(path: str, value: Any) -> None:
-    """Temporary file in the same folder, then a rename: readers see all or nothing."""
+MARK = "measure"  # the harness creates it when the warm-up ends (harness.probes.inject)
+MARK_POLL = 0.05  # seconds between two looks for it
+
+
+def write_json_atomic(path: str, value: Any) -> int:
+    """Temporary file in the same folder, then a rename: readers see all or nothing. Returns the
+    bytes written."""
     directory = os.path.dirname(path)
+    data = json.dumps(value, separators=(",", ":")).encode("utf-8")
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(value, handle, separators=(",", ":"))
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
         os.replace(tmp, path)
+        return len(data)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -44,7 +52,12 @@ def write_json_atomic(path: str, value: Any) -> None:
 
 
 class ProbeWriter:
-    """Flushes every source to `directory` every `interval` seconds, at exit and on SIGTERM."""
+    """Flushes every source to `directory` every `interval` seconds, at exit and on SIGTERM.
+
+    Once the harness marks the start of measuring (the MARK file, after the warm-up), every source
+    starts from zero and the periodic writes stop until exit, so the probes' own output never
+    counts as bytes the subject wrote while it was measured.
+    """
 
     def __init__(self, directory: str, interval: float, sources: dict[str, Source]) -> None:
         self.directory = directory
@@ -54,6 +67,7 @@ class ProbeWriter:
         self._lock = threading.RLock()  # re-entrant: SIGTERM may arrive during a periodic flush
         self._wake = threading.Event()
         self._pid = os.getpid()
+        self._marked: tuple[int, int] | None = None
 
     def warn(self, message: str) -> None:
         """Record a problem; it reaches results.json through collect_probe_data."""
@@ -74,8 +88,36 @@ class ProbeWriter:
         thread.start()
 
     def _run(self) -> None:
-        while not self._wake.wait(self.interval):
-            self.flush()
+        due = time.monotonic() + self.interval
+        while not self._wake.wait(min(MARK_POLL, self.interval)):
+            self._check_mark()
+            # Quiet while measuring: the subject's bytes written must not include ours. The
+            # harness stops the subject with SIGTERM, and the exit flush writes everything.
+            if time.monotonic() >= due and self._marked is None:
+                self.flush()
+                due = time.monotonic() + self.interval
+
+    def _check_mark(self) -> None:
+        """At the end of the warm-up, start every source from zero and say so (once per mark)."""
+        try:
+            found = os.stat(os.path.join(self.directory, MARK))
+            stamp = (found.st_ino, found.st_mtime_ns)  # a new mark is a new file (renamed in)
+        except OSError:
+            return
+        if stamp == self._marked:
+            return
+        self._marked = stamp
+        with self._lock:
+            for name, source in self.sources.items():
+                try:
+                    source.reset()
+                except Exception as exc:
+                    self.warn(f"cannot start measuring afresh: {type(exc).__name__}: {exc}")
+                try:  # the warm-up's data must not pass for the measured requests' if we die
+                    os.unlink(os.path.join(self.directory, f"{name}-{self._pid}.json"))
+                except OSError:
+                    pass
+            self._write(f"measuring-{self._pid}.json", {"pid": self._pid, "mark": list(stamp)})
 
     def flush(self) -> None:
         """Write every source's snapshot and the warnings; never raises into the subject."""
@@ -96,7 +138,10 @@ class ProbeWriter:
                     pass  # the directory is gone; nothing left to tell anyone
 
     def _write(self, name: str, value: Any) -> None:
-        write_json_atomic(os.path.join(self.directory, name), value)
+        written = write_json_atomic(os.path.join(self.directory, name), value)
+        files = self.sources.get("files")
+        if files is not None and hasattr(files, "probe_bytes"):
+            files.probe_bytes += written  # the probes' own output is not the subject's
 
     def _handle_sigterm(self) -> None:
         """Flush on SIGTERM, then do what would have happened without us.

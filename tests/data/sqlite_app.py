@@ -46,8 +46,9 @@ async def item(request):
 
 async def items(request):
     limit = int(request.query.get("limit", "10"))
-    cursor = request.app["db"].execute("SELECT id, name FROM items ORDER BY id LIMIT ?", (limit,))
-    return web.json_response([{"id": i, "name": n} for i, n in cursor.fetchall()])  # item list
+    db = request.app["db"]
+    cursor = db.execute("SELECT id, name FROM items ORDER BY id LIMIT ?", (limit,))  # item list
+    return web.json_response([{"id": i, "name": n} for i, n in cursor.fetchall()])
 
 
 async def add(request):
@@ -65,7 +66,8 @@ def count_items(path):
 
 async def count(request):
     loop = asyncio.get_running_loop()
-    return web.json_response(await loop.run_in_executor(None, count_items, request.app["path"]))
+    found = await loop.run_in_executor(None, count_items, request.app["path"])  # count handoff
+    return web.json_response(found)
 
 
 async def block(request):

@@ -1,0 +1,174 @@
+"""Real ORMs from PyPI (SQLAlchemy, peewee) in a small app run as a real process, probes injected:
+the caller of a statement is the app's function with file:line and the ORM's frame beside it; a
+statement is one row; the warm-up is not counted; blocking on the loop and the log's bytes are."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.experiment import Probes
+from harness.probes import breakdown_details, collect_probe_data, mark_measuring, probe_metrics
+from harness.results import ExperimentInfo, RequestLog, Results, Round
+from tests.probes_support import ROOT, free_port, get, probed_env, running
+
+APP = ROOT / "tests" / "data" / "orm_app"
+STORES = {"sqlalchemy": APP / "sa_store.py", "peewee": APP / "pw_store.py"}
+FUNCTIONS = {"search": "Store.search_items", "add": "Store.add_item"}
+MARKERS = {("sqlalchemy", "search"): "search query", ("peewee", "search"): "search query",
+           ("sqlalchemy", "add"): "add commit", ("peewee", "add"): "add insert"}
+WARMUP, SEARCHES, ADDS = 5, 6, 3
+
+
+def _line(orm: str, what: str) -> int:
+    marker = "# " + MARKERS[(orm, what)]
+    lines = STORES[orm].read_text().splitlines()
+    return next(n for n, line in enumerate(lines, start=1) if line.rstrip().endswith(marker))
+
+
+def _run(tmp_path: Path, orm: str, slow: bool, log: bool = True) -> dict:
+    """Start the app, warm it up, mark, then SEARCHES searches and ADDS adds; its probe data."""
+    pytest.importorskip(orm)
+    side = tmp_path / f"{orm}-{'slow' if slow else 'fast'}-{'log' if log else 'quiet'}"
+    state, data = side / "state", side / "probes"
+    state.mkdir(parents=True)
+    config = Probes(sqlite=True, blocking=True, files=True, flush_interval=60.0,
+                    project_roots=("tests/data/orm_app",))
+    env = probed_env(data, config, {"ORM_APP_SLOW": "1" if slow else "0"})
+    env["PERF_PROBE_STATE_DIR"] = str(state)
+    port = free_port()
+    command = [sys.executable, str(APP / "server.py"), "--orm", orm, "--port", str(port),
+               "--db", str(state / "app.db")] + (["--log", str(state / "app.log")] if log else [])
+    base = f"http://127.0.0.1:{port}"
+    with running(command, env, ROOT, base + "/health", side / "out.log"):
+        for _ in range(WARMUP):
+            get(f"{base}/search?q=item%201")
+        assert mark_measuring([data]) == []
+        for _ in range(SEARCHES):
+            get(f"{base}/search?q=item%201")
+        for i in range(ADDS):
+            get(f"{base}/add?name=n{i}", data=b"")
+    probes = collect_probe_data(data)
+    assert "warnings" not in probes, probes.get("warnings")
+    return probes
+
+
+def _rows_by_caller(probes: dict, function: str) -> list[dict]:
+    return [r for r in probes["sqlite"]["statements"]
+            if r["callers"] and r["callers"][0]["where"].endswith(" " + function)]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.parametrize("orm", ["sqlalchemy", "peewee"])
+def test_orm_statements_are_named_by_the_apps_function_with_the_orm_beside(tmp_path, orm):
+    probes = _run(tmp_path, orm, slow=True)
+    store = STORES[orm].name
+    (search,) = [r for r in _rows_by_caller(probes, FUNCTIONS["search"])
+                 if r["statement"].upper().startswith("SELECT")]
+    # the deliberately slowed statement: the app's function and line, the ORM's frame beside it
+    caller = search["callers"][0]
+    assert caller["where"] == f"{store}:{_line(orm, 'search')} {FUNCTIONS['search']}"
+    assert caller["via"].startswith(orm)  # e.g. sqlalchemy/engine/default.py:... do_execute
+    assert "WITH RECURSIVE" in search["statement"]
+    # one row per statement (fetches merged in), the warm-up's searches not counted
+    assert search["operation"] == "execute" and search["calls"] == SEARCHES
+    assert search["rows"] == SEARCHES * 11 and search["fetch_total"] > 0
+    assert not any(r["operation"].startswith("fetch") for r in probes["sqlite"]["statements"])
+    # every statement ran on the event loop: counted per request, the longest named
+    requests = SEARCHES + ADDS
+    metrics = probe_metrics(probes, requests)
+    on_loop = probes["blocking"]["kinds"]["sqlite"]["calls"]
+    assert on_loop == sum(r["loop_calls"] for r in probes["sqlite"]["statements"])
+    assert metrics["loop_queries_per_request"] == on_loop / requests >= 1
+    assert probes["blocking"]["longest"]["where"].startswith(store)
+    # where the bytes went: the adds' commits into the database, one log line per request
+    files = {row["path"]: row for row in probes["files"]["files"]}
+    assert files["app.log"]["kind"] == "log" and files["app.log"]["writes"] == requests
+    assert files["app.db"]["kind"] == "database" and files["app.db"]["write_bytes"] > 0
+    assert metrics["log_write_bytes_per_request"] == files["app.log"]["write_bytes"] / requests
+    adds = _rows_by_caller(probes, FUNCTIONS["add"])
+    assert sum(r["write_bytes"] for r in adds) == files["app.db"]["write_bytes"]
+    assert any(r["callers"][0]["where"] == f"{store}:{_line(orm, 'add')} {FUNCTIONS['add']}"
+               for r in adds)
+
+
+def _results(label: str, probes: dict, requests: int) -> Results:
+    log = RequestLog(endpoint=("x",) * requests, intended=(0.0,) * requests,
+                     sent=(0.0,) * requests, latency=(0.01,) * requests,
+                     service=(0.01,) * requests, status=(200,) * requests,
+                     nbytes=(10,) * requests, error=(None,) * requests)
+    round_ = Round(index=0, side=label, instance=1, step=None, started_at="t", duration=1.0,
+                   requests=log, probes=probes)
+    return Results(label=label, experiment=ExperimentInfo(name="e", path="e.toml", sha256="0"),
+                   environment={}, rounds=(round_,), created_at="t")
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_rewritten_orm_query_is_paired_as_changed_with_its_caller(tmp_path):
+    fast, slow = _run(tmp_path, "sqlalchemy", slow=False), _run(tmp_path, "sqlalchemy", slow=True)
+    requests = SEARCHES + ADDS
+    details = breakdown_details(_results("baseline", fast, requests),
+                                _results("candidate", slow, requests))
+    changes = details["queries"]["changes"]
+    (changed,) = [c for c in changes if c["change"] == "changed"]
+    assert "WITH RECURSIVE" in changed["statement"]
+    assert "WITH RECURSIVE" not in changed["baseline_statement"]
+    search = _line("sqlalchemy", "search")
+    assert changed["top_caller"] == f"sa_store.py:{search} Store.search_items"
+    assert changed["calls_change"] == 0  # same number of searches: exactly 0, no float noise
+    assert not [c for c in changes if c["change"] in ("added", "removed")]
+    # the same app on both sides writes the same log volume: no file change to report
+    assert details["files"]["headline"] is None or "log" not in details["files"]["headline"]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_added_work_in_one_python_function_is_named_first(tmp_path):
+    pytest.importorskip("peewee")
+    sides = []
+    for label, extra in (("baseline", "0"), ("candidate", "20")):
+        state, data = tmp_path / label / "state", tmp_path / label / "probes"
+        state.mkdir(parents=True)
+        env = probed_env(data, Probes(functions=True, flush_interval=60.0,
+                                      project_roots=("tests/data/orm_app",)),
+                         {"ORM_APP_EXTRA_WORK": extra})
+        port = free_port()
+        command = [sys.executable, str(APP / "server.py"), "--orm", "peewee", "--port",
+                   str(port), "--db", str(state / "app.db")]
+        base = f"http://127.0.0.1:{port}"
+        with running(command, env, ROOT, base + "/health", tmp_path / f"{label}.log"):
+            get(f"{base}/search?q=item%201")
+            assert mark_measuring([data]) == []
+            for _ in range(SEARCHES):
+                get(f"{base}/search?q=item%201")
+        probes = collect_probe_data(data)
+        assert "warnings" not in probes, probes.get("warnings")
+        sides.append(_results(label, probes, SEARCHES))
+    changes = breakdown_details(*sides)["functions"]["changes"]
+    tidy_line = next(n for n, line in enumerate((APP / "server.py").read_text().splitlines(), 1)
+                     if line.startswith("def tidy("))
+    assert changes[0]["where"] == f"server.py:{tidy_line} tidy"
+    assert changes[0]["calls_change"] == 20.0 and changes[0]["project"]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_log_line_per_request_is_found_in_the_log_file(tmp_path):
+    requests = SEARCHES + ADDS
+    quiet, logging = _run(tmp_path, "peewee", False, log=False), _run(tmp_path, "peewee", False)
+    files = breakdown_details(_results("baseline", quiet, requests),
+                              _results("candidate", logging, requests))["files"]
+    lines = (tmp_path / "peewee-fast-log" / "state" / "app.log").read_bytes().splitlines()
+    measured = sum(len(line) + 1 for line in lines[WARMUP:])  # the warm-up's are not counted
+    per_request = measured / requests
+    assert files["headline"] == (
+        f"{per_request:+,.0f} B written per request, all in the log file app.log")
+    assert files["changes"][0]["path"] == "app.log"
+    assert files["changes"][0]["write_change"] == pytest.approx(per_request, abs=1e-3)
+    # the same database work on both sides
+    base_db = files["baseline"]["kinds"]["database"]["write_bytes"]
+    assert files["candidate"]["kinds"]["database"]["write_bytes"] == pytest.approx(base_db)
