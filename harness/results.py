@@ -108,6 +108,8 @@ class Round:
     `index` is the execution order within the session, so interleaving can be reconstructed.
     `step` is the rate (requests/s) of this rate-sweep step, or None without a sweep.
     `summary` maps metric names (harness.metrics.METRICS) to values; None where unavailable.
+    `endpoints` holds the same kind of summary per endpoint of a mixed workload
+    (harness.metrics.endpoint_metrics); empty (and absent from the JSON) with one endpoint.
     """
 
     index: int
@@ -123,9 +125,10 @@ class Round:
     probes: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, float | None] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    endpoints: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "index": self.index,
             "side": self.side,
             "instance": self.instance,
@@ -140,6 +143,10 @@ class Round:
             "summary": dict(sorted(self.summary.items())),
             "warnings": list(self.warnings),
         }
+        if self.endpoints:  # optional (format 2): absent means not measured per endpoint
+            data["endpoints"] = {name: dict(sorted(values.items()))
+                                 for name, values in sorted(self.endpoints.items())}
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Round:
@@ -158,6 +165,7 @@ class Round:
             probes=dict(data.get("probes", {})),
             summary=dict(data.get("summary", {})),
             warnings=tuple(data.get("warnings", ())),
+            endpoints={str(k): dict(v) for k, v in (data.get("endpoints") or {}).items()},
         )
 
 
@@ -230,7 +238,8 @@ class Results:
         if version not in READABLE_VERSIONS:
             raise ResultsFormatError(
                 f"{source}: format_version is {version!r}, but this harness reads versions "
-                f"{', '.join(map(str, READABLE_VERSIONS))}. Re-run the experiment with this harness version, or compare it "
+                f"{', '.join(map(str, READABLE_VERSIONS))}. Re-run the experiment with this "
+                f"harness version, or compare it "
                 f"with the harness version that wrote it."
             )
         try:
