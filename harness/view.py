@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from harness.compare import Comparison, MetricComparison
@@ -136,14 +136,20 @@ class MetricRow:
     verdict: str
     evidence: str
     reason: str
+    note: str = ""  # the letter of the row's evidence note when its group has several
 
 
 @dataclass(frozen=True)
 class StepTable:
-    """The change table of one rate step (or of the whole run), grouped by kind of evidence."""
+    """The change table of one rate step (or of the whole run), grouped by kind of evidence.
+
+    `notes` holds, per group title, the evidence text of its rows once: one entry when every row
+    rests on the same evidence, else one per distinct text, prefixed by the letter the rows carry.
+    """
 
     title: str
     groups: tuple[tuple[str, tuple[MetricRow, ...]], ...]
+    notes: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def _group(m: MetricComparison) -> str:
@@ -161,11 +167,24 @@ def _order(m: MetricComparison) -> tuple[int, int, float, str]:
     return group, position, -1.0 if m.step is None else m.step, m.key
 
 
+def endpoint_of(m: MetricComparison) -> str | None:
+    """The endpoint a comparison belongs to (the "[name]" of its key), None for the whole mix."""
+    found = re.search(r"\[([^\]]*)\]", m.key)
+    return found.group(1) if found else None
+
+
 def _display_label(m: MetricComparison) -> str:
     # The registry's short labels ("average", "p99") read as the thesis' "Avg. response time".
     label = f"response time {m.label}" if m.metric.startswith("latency_") else m.label
-    endpoint = re.search(r"\[([^\]]*)\]", m.key)
-    return f"{label} [{endpoint.group(1)}]" if endpoint else label
+    endpoint = endpoint_of(m)
+    return f"{label} [{endpoint}]" if endpoint and f"[{endpoint}]" not in label else label
+
+
+def _bare_label(m: MetricComparison) -> str:
+    """The label without its endpoint, for tables that are already grouped by endpoint."""
+    endpoint = endpoint_of(m)
+    label = _display_label(m)
+    return label.replace(f" [{endpoint}]", "") if endpoint else label
 
 
 def name_with_step(m: MetricComparison) -> str:
@@ -174,22 +193,52 @@ def name_with_step(m: MetricComparison) -> str:
 
 
 def _evidence(m: MetricComparison) -> str:
-    if m.verdict == "inconclusive" and m.rounds_needed:
-        return f"{m.evidence}; about {m.rounds_needed} rounds per side would settle it"
     return m.evidence
 
 
+MIN_TEST_ROUNDS = 5  # below this per side no rank test can decide (harness.compare)
+
+
+def tested(m: MetricComparison) -> bool:
+    """Whether a statistical test decided this row: timing with enough rounds on both sides.
+
+    Counters are judged by a threshold, and a rank test on fewer rounds cannot reach
+    significance, so their p-values and intervals say nothing and are not shown.
+    """
+    return (m.kind == "timing" and m.p_value is not None
+            and min(len(m.baseline_rounds), len(m.candidate_rounds)) >= MIN_TEST_ROUNDS)
+
+
 def metric_row(m: MetricComparison) -> MetricRow:
-    """Display strings for one metric comparison."""
+    """Display strings for one metric comparison (p and interval only where a test ran)."""
     adjusted = m.p_adjusted if m.p_adjusted is not None else m.p_value
+    test = tested(m)
     return MetricRow(
         key=m.key, label=_display_label(m), gate=m.gate,
         baseline=format_value(m.baseline, m.unit), candidate=format_value(m.candidate, m.unit),
-        change=format_change(m.change), interval=format_interval(m.ci_low, m.ci_high),
-        p_value=format_p(adjusted), p_raw=format_p(m.p_value),
+        change=format_change(m.change),
+        interval=format_interval(m.ci_low, m.ci_high) if test else NO_VALUE,
+        p_value=format_p(adjusted) if test else NO_VALUE,
+        p_raw=format_p(m.p_value) if test else NO_VALUE,
         detectable=format_detectable(m.detectable), verdict=m.verdict,
-        evidence=_evidence(m), reason=m.reason,
+        evidence=_evidence(m), reason=_reason(m),
     )
+
+
+def _reason(m: MetricComparison) -> str:
+    if m.verdict == "inconclusive" and m.rounds_needed and "would settle" not in m.reason:
+        return f"{m.reason}; about {m.rounds_needed} rounds per side would settle it"
+    return m.reason
+
+
+def _noted(rows: list[MetricRow]) -> tuple[tuple[MetricRow, ...], tuple[str, ...]]:
+    """Rows and their group's evidence notes: the text once, lettered when there are several."""
+    texts = list(dict.fromkeys(row.evidence for row in rows))
+    if len(texts) <= 1:
+        return tuple(rows), tuple(texts)
+    letters = {text: chr(ord("a") + i) for i, text in enumerate(texts)}
+    return (tuple(replace(row, note=letters[row.evidence]) for row in rows),
+            tuple(f"({letters[t]}) {t}" for t in texts))
 
 
 def ordered(metrics: Iterable[MetricComparison]) -> list[MetricComparison]:
@@ -197,18 +246,50 @@ def ordered(metrics: Iterable[MetricComparison]) -> list[MetricComparison]:
     return sorted(metrics, key=_order)
 
 
+def _per_endpoint(m: MetricComparison) -> bool:
+    """Rows shown in the per-endpoint table (instruction counts stay with their tier)."""
+    return endpoint_of(m) is not None and _group(m) != "instructions"
+
+
+def _steps(metrics: Iterable[MetricComparison]) -> list[float | None]:
+    return sorted({m.step for m in metrics}, key=lambda s: (s is not None, s or 0.0))
+
+
 def step_tables(comparison: Comparison) -> list[StepTable]:
-    """One table per rate step (whole-run metrics first), rows grouped by kind of evidence."""
-    steps = sorted({m.step for m in comparison.metrics}, key=lambda s: (s is not None, s or 0.0))
+    """One table per rate step (whole-run metrics first), rows grouped by kind of evidence.
+
+    Per-endpoint rows are left out here; endpoint_tables() shows them.
+    """
+    mix = [m for m in comparison.metrics if not _per_endpoint(m)]
+    steps = _steps(comparison.metrics)
     tables = []
     for step in steps:
-        metrics = ordered(m for m in comparison.metrics if m.step == step)
-        groups = tuple(
-            (title, tuple(metric_row(m) for m in metrics if _group(m) == name))
-            for name, title in GROUPS
-        )
+        metrics = ordered(m for m in mix if m.step == step)
+        groups, notes = [], {}
+        for name, title in GROUPS:
+            rows, texts = _noted([metric_row(m) for m in metrics if _group(m) == name])
+            if rows:
+                groups.append((title, rows))
+                notes[title] = texts
         title = _step_title(step) or ("whole run" if len(steps) > 1 else "")
-        tables.append(StepTable(title, tuple((t, rows) for t, rows in groups if rows)))
+        tables.append(StepTable(title, tuple(groups), notes))
+    return [t for t in tables if t.groups]
+
+
+def endpoint_tables(comparison: Comparison) -> list[StepTable]:
+    """Per-endpoint rows, one table per rate step, one group per endpoint (labels without it)."""
+    per = [m for m in comparison.metrics if _per_endpoint(m)]
+    steps = _steps(per)
+    tables = []
+    for step in steps:
+        metrics = ordered(m for m in per if m.step == step)
+        groups, notes = [], {}
+        for endpoint in sorted({endpoint_of(m) or "" for m in metrics}):
+            rows, texts = _noted([replace(metric_row(m), label=_bare_label(m))
+                                  for m in metrics if endpoint_of(m) == endpoint])
+            groups.append((endpoint, rows))
+            notes[endpoint] = texts
+        tables.append(StepTable(_step_title(step), tuple(groups), notes))
     return tables
 
 
@@ -288,8 +369,10 @@ def _statement_row(row: dict[str, Any]) -> dict[str, Any]:
     average = total / calls if isinstance(total, (int, float)) and calls else None
     callers = [f"{c.get('where', '?')} ({_seconds(c.get('total'))}, {_count(c.get('calls'))} calls)"
                for c in row.get("callers", [])[:5]]
+    statement = str(row.get("statement", ""))
     return {
-        "statement": str(row.get("statement", "")), "operation": str(row.get("operation", "")),
+        "statement": statement, "short": shorten(statement),
+        "operation": str(row.get("operation", "")),
         "calls": _count(calls), "total": _seconds(total), "max": _seconds(row.get("max")),
         "average": _seconds(average), "min": _seconds(row.get("min")),
         "rows": _count(row.get("rows")), "callers": callers,
@@ -297,8 +380,9 @@ def _statement_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _change_row(row: dict[str, Any], name_key: str) -> dict[str, Any]:
+    name = str(row.get(name_key, ""))
     return {
-        "name": str(row.get(name_key, "")), "operation": str(row.get("operation", "")),
+        "name": name, "short": shorten(name), "operation": str(row.get("operation", "")),
         "baseline_total": _seconds(row.get("baseline_total")),
         "candidate_total": _seconds(row.get("candidate_total")),
         "total_change": _signed_seconds(row.get("total_change")),
@@ -355,3 +439,142 @@ def functions_view(details: dict[str, Any]) -> list[dict[str, str]] | None:
             "relative": format_change(relative),
         })
     return rows
+
+
+# ---------------------------------------------------------------- the answer first
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One change that matters, as the report's first lines state it, with its likely causes."""
+
+    text: str  # "search: response time average 21.3 ms → 42.1 ms (+97.9%, slower)"
+    verdict: str
+    gate: bool
+    causes: tuple[str, ...]
+
+
+MAX_FINDINGS = 3
+SHORT_SQL = 90  # characters of a statement shown before "…"
+
+
+def shorten(text: str, limit: int = SHORT_SQL) -> str:
+    """Whitespace collapsed and cut at `limit` characters with an ellipsis."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[:limit - 1].rstrip() + "…"
+
+
+def _family(m: MetricComparison) -> str:
+    """Metrics that tell the same story share a family: one finding per family and endpoint."""
+    if m.metric.startswith("latency_") or m.metric == "service_mean":
+        return "latency"
+    return m.metric
+
+
+def _direction(m: MetricComparison) -> str:
+    if m.verdict not in ("regression", "improvement"):
+        return m.verdict
+    worse = m.verdict == "regression"
+    if _family(m) == "latency" or m.metric.startswith("cpu_"):
+        return "slower" if worse else "faster"
+    return "worse" if worse else "better"
+
+
+def _rank(m: MetricComparison) -> tuple[int, float]:
+    order = {("regression", True): 0, ("improvement", True): 1, ("regression", False): 2,
+             ("improvement", False): 3}
+    size = abs(m.change) if m.change is not None and math.isfinite(m.change) else math.inf
+    return order.get((m.verdict, m.gate), 9), -size
+
+
+def _split_mix(comparison: Comparison) -> set[tuple[str, float | None]]:
+    """(metric, step) pairs that were judged per endpoint: their mix rows are not findings."""
+    return {(m.metric, m.step) for m in comparison.metrics if endpoint_of(m) is not None
+            and m.gate}
+
+
+def _query_cause(details: dict[str, Any], worse: bool) -> str | None:
+    """The statement whose total time moved most in the finding's direction, and its caller."""
+    rows = (details.get("queries") or {}).get("changes") or []
+    for row in rows:
+        change = row.get("total_change") or 0.0
+        calls = row.get("calls_change") or 0.0
+        moved = change if change else calls
+        if (moved > 0) == worse and moved:
+            caller = row.get("top_caller")
+            parts = [f"total time {_signed_seconds(change)}" if change else "",
+                     f"calls {_signed_count(calls)}" if calls else "",
+                     f"called from {caller}" if caller else ""]
+            return (f"query {shorten(row.get('statement', ''), 70)}: "
+                    + ", ".join(p for p in parts if p))
+    return None
+
+
+def _function_cause(details: dict[str, Any], key: str, endpoint: str | None, worse: bool,
+                    what: str) -> str | None:
+    """The function whose cost per request moved most in the finding's direction."""
+    for row in details.get(key) or []:
+        change = row.get("change")
+        if not isinstance(change, (int, float)) or not change or (change > 0) != worse:
+            continue
+        if endpoint is not None and row.get("endpoint") not in (None, "", endpoint):
+            continue
+        unit = row.get("unit", "instr")
+        amount = (f"{change:+.3g} {unit}" if unit != "instr"
+                  else ("+" if change > 0 else "-") + format_value(abs(change), "instr"))
+        return f"{what} {row.get('function', '?')}: {amount} per request"
+    return None
+
+
+NO_QUERY_CAUSE = frozenset({"errors", "response_bytes_per_request"})
+
+
+def findings(comparison: Comparison) -> list[Finding]:
+    """The two or three changes that matter, each with its most likely causes.
+
+    Gated regressions first, then gated improvements, then reported-only regressions, each by
+    size; one per metric family and endpoint, and never a mix row whose endpoints were judged.
+    A query, Python-function or C-function change is named as the cause of the first finding
+    that moved the same way (a slower statement explains a slower endpoint, not a faster one).
+    """
+    split = _split_mix(comparison)
+    chosen: list[MetricComparison] = []
+    seen: set[tuple[str, str | None]] = set()
+    candidates = [m for m in comparison.metrics if m.verdict in ("regression", "improvement")]
+    for m in sorted(candidates, key=_rank):
+        endpoint = endpoint_of(m)
+        if endpoint is None and (m.metric, m.step) in split:
+            continue
+        if endpoint is not None and not m.gate and (m.metric, m.step) not in split \
+                and m.verdict == "improvement":
+            continue
+        family = (_family(m), endpoint)
+        if family in seen:
+            continue
+        seen.add(family)
+        chosen.append(m)
+        if len(chosen) == MAX_FINDINGS:
+            break
+    details = comparison.details
+    used: set[str] = set()
+    out = []
+    for m in chosen:
+        endpoint, worse = endpoint_of(m), m.verdict == "regression"
+        causes = []
+        if m.metric not in NO_QUERY_CAUSE:
+            for cause in (
+                _query_cause(details, worse),
+                _function_cause(details, "python_functions", endpoint, worse, "Python function"),
+                _function_cause(details, "functions", endpoint, worse, "C function"),
+            ):
+                if cause and cause not in used:
+                    causes.append(cause)
+                    used.add(cause)
+        step = f" @ {_step_title(m.step)}" if m.step is not None else ""
+        label = _bare_label(m) + step
+        where = f"{endpoint}: {label}" if endpoint else f"{label}:"
+        text = (f"{where} {format_value(m.baseline, m.unit)} → "
+                f"{format_value(m.candidate, m.unit)} ({format_change(m.change)}, "
+                f"{_direction(m)})")
+        out.append(Finding(text=text, verdict=m.verdict, gate=m.gate, causes=tuple(causes)))
+    return out

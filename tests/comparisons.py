@@ -26,6 +26,9 @@ def metric(key: str, verdict: str, baseline: float | None, candidate: float | No
         "evidence": "counter, 1 round per side" if m.kind == "counter" else
         "Mann-Whitney on 5 rounds per side", "reason": f"{m.label} is {verdict}",
     }
+    if m.kind == "timing":  # judged on 5 rounds per side, as the evidence text says
+        values["baseline_rounds"] = (baseline or 0.0,) * 5
+        values["candidate_rounds"] = (candidate or 0.0,) * 5
     values.update(extra)
     return MetricComparison(**values)
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
+import psutil
 import pytest
 
 from harness.compare import compare, resolve_policies
@@ -148,3 +154,42 @@ def test_experiment_refuses_unknown_endpoint_names(tmp_path, name, message):
     problems = validate_experiment(path)
     assert len(problems) == 1 and message in problems[0], problems
     assert problems[0].startswith(f"{path}:")
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _harness(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_one_endpoint_slower_one_faster_fails_naming_the_slower(tmp_path):
+    """tests/data/endpoints.toml: search 20 -> 40 ms, home 20 -> 5 ms (three times as frequent),
+    so the mix's mean improves; the verdict must still be REGRESSION naming search."""
+    experiment = "tests/data/endpoints.toml"
+    for label, sets in (("baseline", ()), ("candidate", ("--set", "search_ms=40",
+                                                         "--set", "home_ms=5"))):
+        proc = _harness("run", experiment, "--out", str(tmp_path / label), "--label", label,
+                        "--rounds", "6", "--quiet", *sets)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = _harness("compare", str(tmp_path / "baseline" / "results.json"),
+                    str(tmp_path / "candidate" / "results.json"), "--out", str(tmp_path / "cmp"))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    verdict = json.loads((tmp_path / "cmp" / "verdict.json").read_text())
+    by_key = {m["key"]: m for m in verdict["metrics"]}
+    assert by_key["latency_mean[search]"]["verdict"] == "regression"
+    assert by_key["latency_mean[home]"]["verdict"] == "improvement"
+    assert not by_key["latency_mean"]["gate"]
+    assert "search" in verdict["headline"]
+    summary = (tmp_path / "cmp" / "summary.md").read_text()
+    top = summary.split("\n\n")[1:3]
+    assert any("search" in part and "slower" in part for part in top), summary
+    assert any("home" in part and "faster" in part for part in top), summary
+    assert not [p for p in _subjects() if "endpoints_app" in " ".join(p.info["cmdline"] or [])]
+
+
+def _subjects() -> list[psutil.Process]:
+    return list(psutil.process_iter(["cmdline"]))
