@@ -144,12 +144,21 @@ class StepTable:
     """The change table of one rate step (or of the whole run), grouped by kind of evidence.
 
     `notes` holds, per group title, the evidence text of its rows once: one entry when every row
-    rests on the same evidence, else one per distinct text, prefixed by the letter the rows carry.
+    rests on the same evidence, else one per distinct text, prefixed by the letter the rows carry
+    (a reason shared by several rows is lettered the same way). `groups` holds the rows that
+    gate or changed; `minor` the others, which the report folds away.
     """
 
     title: str
     groups: tuple[tuple[str, tuple[MetricRow, ...]], ...]
     notes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # rows neither gated nor changed, shown folded away (same group structure as `groups`)
+    minor: tuple[tuple[str, tuple[MetricRow, ...]], ...] = ()
+    minor_notes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def minor_count(self) -> int:
+        return sum(len(rows) for _, rows in self.minor)
 
 
 def _group(m: MetricComparison) -> str:
@@ -231,14 +240,68 @@ def _reason(m: MetricComparison) -> str:
     return m.reason
 
 
+LONG_REASON = 60  # characters: a shorter reason shared by several rows stays in the rows
+SETTLE = re.compile(r"; about \d+ rounds per side would settle it$")
+
+
+def _evidence_text(row: MetricRow) -> str:
+    """A row's evidence without a threshold its reason already states ("within the 1% ...")."""
+    parts = [p for p in row.evidence.split(", ")
+             if not (p.startswith("relative threshold ") and p.split()[-1] in row.reason)]
+    return ", ".join(parts)
+
+
 def _noted(rows: list[MetricRow]) -> tuple[tuple[MetricRow, ...], tuple[str, ...]]:
-    """Rows and their group's evidence notes: the text once, lettered when there are several."""
-    texts = list(dict.fromkeys(row.evidence for row in rows))
-    if len(texts) <= 1:
-        return tuple(rows), tuple(texts)
-    letters = {text: chr(ord("a") + i) for i, text in enumerate(texts)}
-    return (tuple(replace(row, note=letters[row.evidence]) for row in rows),
-            tuple(f"({letters[t]}) {t}" for t in texts))
+    """Rows and their group's notes: each evidence text once, and each reason shared by several
+    rows once; rows then carry the letter of their note instead of the text."""
+    evidence = [_evidence_text(row) for row in rows]
+    texts = list(dict.fromkeys(evidence))
+    notes: list[str] = []
+    letters: dict[str, str] = {}
+
+    def letter(text: str, kind: str) -> str:
+        if text not in letters:
+            letters[text] = chr(ord("a") + len(letters))
+            notes.append(f"({letters[text]}) {kind}{text}")
+        return letters[text]
+
+    if len(texts) == 1:
+        notes.append(f"evidence: {texts[0]}")
+    mains = [SETTLE.sub("", row.reason) for row in rows]
+    shared = {text for text in mains if mains.count(text) > 1 and len(text) > LONG_REASON}
+    out = []
+    for row, text, main in zip(rows, evidence, mains, strict=True):
+        marks = [letter(text, "evidence: ")] if len(texts) > 1 else []
+        reason = row.reason
+        if main in shared:
+            marks.append(letter(main, ""))
+            reason = f"see ({letters[main]})" + row.reason[len(main):]
+        out.append(replace(row, note=",".join(marks), reason=reason))
+    return tuple(out), tuple(notes)
+
+
+def _minor(row: MetricRow) -> bool:
+    """Rows folded away: not gated, and neither a regression nor an improvement."""
+    return not row.gate and row.verdict in ("unchanged", "inconclusive")
+
+
+Groups = tuple[tuple[str, tuple[MetricRow, ...]], ...]
+
+
+def _table(title: str, groups: list[tuple[str, list[MetricRow]]]) -> StepTable:
+    """A StepTable with the gated or changed rows shown and the others folded, each part with
+    its own notes (a folded row's evidence is not listed above the shown rows)."""
+    major: list[tuple[str, tuple[MetricRow, ...]]] = []
+    minor: list[tuple[str, tuple[MetricRow, ...]]] = []
+    notes: dict[str, tuple[str, ...]] = {}
+    minor_notes: dict[str, tuple[str, ...]] = {}
+    for name, rows in groups:
+        for part, target, texts in ((False, major, notes), (True, minor, minor_notes)):
+            chosen, lines = _noted([r for r in rows if _minor(r) == part])
+            if chosen:
+                target.append((name, chosen))
+                texts[name] = lines
+    return StepTable(title, tuple(major), notes, tuple(minor), minor_notes)
 
 
 def ordered(metrics: Iterable[MetricComparison]) -> list[MetricComparison]:
@@ -265,31 +328,23 @@ def step_tables(comparison: Comparison) -> list[StepTable]:
     tables = []
     for step in steps:
         metrics = ordered(m for m in mix if m.step == step)
-        groups, notes = [], {}
-        for name, title in GROUPS:
-            rows, texts = _noted([metric_row(m) for m in metrics if _group(m) == name])
-            if rows:
-                groups.append((title, rows))
-                notes[title] = texts
+        groups = [(title, [metric_row(m) for m in metrics if _group(m) == name])
+                  for name, title in GROUPS]
         title = _step_title(step) or ("whole run" if len(steps) > 1 else "")
-        tables.append(StepTable(title, tuple(groups), notes))
-    return [t for t in tables if t.groups]
+        tables.append(_table(title, [g for g in groups if g[1]]))
+    return [t for t in tables if t.groups or t.minor]
 
 
 def endpoint_tables(comparison: Comparison) -> list[StepTable]:
     """Per-endpoint rows, one table per rate step, one group per endpoint (labels without it)."""
     per = [m for m in comparison.metrics if _per_endpoint(m)]
-    steps = _steps(per)
     tables = []
-    for step in steps:
+    for step in _steps(per):
         metrics = ordered(m for m in per if m.step == step)
-        groups, notes = [], {}
-        for endpoint in sorted({endpoint_of(m) or "" for m in metrics}):
-            rows, texts = _noted([replace(metric_row(m), label=_bare_label(m))
-                                  for m in metrics if endpoint_of(m) == endpoint])
-            groups.append((endpoint, rows))
-            notes[endpoint] = texts
-        tables.append(StepTable(_step_title(step), tuple(groups), notes))
+        groups = [(endpoint, [replace(metric_row(m), label=_bare_label(m))
+                              for m in metrics if endpoint_of(m) == endpoint])
+                  for endpoint in sorted({endpoint_of(m) or "" for m in metrics})]
+        tables.append(_table(_step_title(step), groups))
     return tables
 
 

@@ -129,7 +129,34 @@ def test_change_table_puts_counters_first_then_instructions_then_timing(regressi
     assert [title.split(":")[0] for title, _ in tables[0].groups] == [
         "Counters", "Instructions under valgrind", "Timing"]
     timing = [row.key for row in dict(tables[1].groups)["Timing: judged on round values"]]
-    assert timing == ["latency_mean@5/s", "responses_per_s@5/s", "latency_p99@5/s"]
+    assert timing == ["latency_mean@5/s", "responses_per_s@5/s"]
+    # latency_p99 neither gates nor changed: folded away, in the same order of groups
+    assert [row.key for _, rows in tables[1].minor for row in rows] == ["latency_p99@5/s"]
+
+
+def test_evidence_is_stated_once_per_group_and_p_values_only_where_a_test_decided(regression):
+    tables = view.step_tables(regression)
+    counters = dict(tables[0].groups)["Counters: exact or nearly so, the most reliable evidence"]
+    assert tables[0].notes["Counters: exact or nearly so, the most reliable evidence"] == (
+        "evidence: counter, 1 round per side",)
+    assert all(row.p_value == "n/a" and row.interval == "n/a" for row in counters)
+    timing = dict(tables[1].groups)["Timing: judged on round values"]
+    assert timing[0].p_value == "0.032" and timing[0].interval != "n/a"
+    few = replace(regression.metrics[3], baseline_rounds=(0.01,), candidate_rounds=(0.02,))
+    assert view.metric_row(few).p_value == "n/a"  # 1 + 1 rounds: no test could decide
+
+
+def test_a_long_reason_shared_by_rows_is_written_once():
+    long = "with 2 + 2 rounds the rank test cannot go below p = 0.33, more rounds are needed"
+    rows = [comparisons.metric(key, "inconclusive", 0.01, 0.011, gate=True, reason=long)
+            for key in ("latency_mean", "latency_p99")]
+    rows[1] = replace(rows[1], reason=long + "; about 9 rounds per side would settle it")
+    comparison = replace(comparisons.comparison(), metrics=tuple(rows))
+    (table,) = view.step_tables(comparison)
+    (_, shown), = table.groups
+    assert [row.reason for row in shown] == [
+        "see (a)", "see (a); about 9 rounds per side would settle it"]
+    assert f"(a) {long}" in table.notes["Timing: judged on round values"]
 
 
 def test_query_breakdown_has_the_thesis_columns_and_ranks_the_change(written):
