@@ -18,6 +18,7 @@ from harness.errors import ConfigError, ExitCode
 from harness.files import atomic_write_json
 from harness.instructions import function_changes
 from harness.metrics import METRICS, Metric
+from harness.pyfunctions import python_function_changes
 from harness.results import Results, Round
 
 # verdict.json format_version history:
@@ -654,6 +655,8 @@ def compare(
     details = dict(probes.breakdown_details(baseline, candidate))
     if baseline.instructions and candidate.instructions:
         details["functions"] = function_changes(baseline.instructions, candidate.instructions)
+        details["python_functions"] = python_function_changes(
+            baseline.instructions.get("python"), candidate.instructions.get("python"))
     details["statistics"] = {"alpha": alpha, "seed": seed, "correction": "holm",
                              "bootstrap_resamples": BOOTSTRAP_RESAMPLES}
     return Comparison(

@@ -29,8 +29,10 @@ from harness.view import (
     metric_row,
     name_with_step,
     ordered,
+    python_functions_view,
     queries_view,
     safe_url,
+    shown_warnings,
     step_tables,
 )
 
@@ -191,13 +193,14 @@ def report_view(comparison: Comparison, plot_files: Sequence[tuple[Path, str]] =
         "overall": comparison.overall,
         "overall_text": OVERALL_TEXT.get(comparison.overall, comparison.overall.upper()),
         "reasons": list(comparison.reasons),
-        "warnings": list(comparison.warnings),
+        "warnings": shown_warnings(comparison),
         "inconclusive": inconclusive_gated(comparison),
         "environment": environment_rows(comparison),
         "tables": step_tables(comparison),
         "plots": [{"file": p.name, "caption": c} for p, c in plot_files],
         "queries": queries_view(comparison.details),
         "functions": functions_view(comparison.details),
+        "python_functions": python_functions_view(comparison.details),
         "report_url": safe_url(report_url),
     }
 

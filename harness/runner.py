@@ -425,6 +425,10 @@ def with_instructions(results: Results, experiment: Experiment, *, work_dir: Pat
 
     data = run_instruction_tier(experiment, work_dir=work_dir, project_root=project_root,
                                 python=python)
+    from harness.pyfunctions import run_function_profile  # Python functions, same sequence
+
+    data["python"] = run_function_profile(experiment, work_dir=work_dir,
+                                          project_root=project_root, python=python)
     return dataclasses.replace(results, instructions=data)
 
 

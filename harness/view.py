@@ -136,7 +136,8 @@ class MetricRow:
     verdict: str
     evidence: str
     reason: str
-    note: str = ""  # the letter of the row's evidence note when its group has several
+    note: str = ""
+    p_adjusted: str = NO_VALUE  # the letter of the row's evidence note when its group has several
 
 
 @dataclass(frozen=True)
@@ -206,6 +207,7 @@ def _evidence(m: MetricComparison) -> str:
 
 
 MIN_TEST_ROUNDS = 5  # below this per side no rank test can decide (harness.compare)
+NOT_SIGNIFICANT = 0.05  # adjusted p-values from here on read "n.s." (the number is in the title)
 
 
 def tested(m: MetricComparison) -> bool:
@@ -219,7 +221,8 @@ def tested(m: MetricComparison) -> bool:
 
 
 def metric_row(m: MetricComparison) -> MetricRow:
-    """Display strings for one metric comparison (p and interval only where a test ran)."""
+    """Display strings for one metric comparison (p and interval only where a test ran; an
+    adjusted p of 0.05 or more reads "n.s.", as a column of "1.000" says nothing)."""
     adjusted = m.p_adjusted if m.p_adjusted is not None else m.p_value
     test = tested(m)
     return MetricRow(
@@ -227,8 +230,10 @@ def metric_row(m: MetricComparison) -> MetricRow:
         baseline=format_value(m.baseline, m.unit), candidate=format_value(m.candidate, m.unit),
         change=format_change(m.change),
         interval=format_interval(m.ci_low, m.ci_high) if test else NO_VALUE,
-        p_value=format_p(adjusted) if test else NO_VALUE,
+        p_value=(format_p(adjusted) if adjusted is not None and adjusted < NOT_SIGNIFICANT
+                 else "n.s.") if test else NO_VALUE,
         p_raw=format_p(m.p_value) if test else NO_VALUE,
+        p_adjusted=format_p(adjusted) if test else NO_VALUE,
         detectable=format_detectable(m.detectable), verdict=m.verdict,
         evidence=_evidence(m), reason=_reason(m),
     )
@@ -378,6 +383,14 @@ def environment_rows(comparison: Comparison) -> list[dict[str, Any]]:
 def _rounds_text(results: Results) -> str:
     valid = sum(1 for r in results.rounds if r.valid)
     return f"{len(results.rounds)} ({valid})"
+
+
+def shown_warnings(comparison: Comparison) -> list[str]:
+    """The comparison's warnings, without the one that repeats the inconclusive-metrics list
+    (the report shows that list in its own box)."""
+    listed = bool(inconclusive_gated(comparison))
+    return [w for w in comparison.warnings
+            if not (listed and w.startswith("WARNING:") and "inconclusive" in w)]
 
 
 def inconclusive_gated(comparison: Comparison) -> list[str]:
@@ -574,7 +587,7 @@ def _function_cause(details: dict[str, Any], key: str, endpoint: str | None, wor
             continue
         if endpoint is not None and row.get("endpoint") not in (None, "", endpoint):
             continue
-        unit = row.get("unit", "instr")
+        unit = {"lines": "line events"}.get(row.get("unit", "instr"), row.get("unit", "instr"))
         amount = (f"{change:+.3g} {unit}" if unit != "instr"
                   else ("+" if change > 0 else "-") + format_value(abs(change), "instr"))
         return f"{what} {row.get('function', '?')}: {amount} per request"
@@ -632,4 +645,26 @@ def findings(comparison: Comparison) -> list[Finding]:
                 f"{format_value(m.candidate, m.unit)} ({format_change(m.change)}, "
                 f"{_direction(m)})")
         out.append(Finding(text=text, verdict=m.verdict, gate=m.gate, causes=tuple(causes)))
+    return out
+
+
+def python_functions_view(details: dict[str, Any]) -> list[dict[str, str]] | None:
+    """Python functions whose line events (or calls) per request changed most
+    (harness.pyfunctions), the project's own functions first."""
+    rows = details.get("python_functions")
+    if not rows:
+        return None
+    out = []
+    for row in rows[:TOP_ROWS]:
+        before, change = row.get("baseline"), row.get("change")
+        unit = "line events" if row.get("unit") == "lines" else "calls"
+        out.append({
+            "endpoint": str(row.get("endpoint", "")),
+            "function": str(row.get("function", "")),
+            "unit": unit,
+            "baseline": _count(before), "candidate": _count(row.get("candidate")),
+            "change": _signed_count(change),
+            "relative": _relative(before, row.get("candidate")),
+            "calls": f"{_count(row.get('calls_baseline'))} → {_count(row.get('calls_candidate'))}",
+        })
     return out

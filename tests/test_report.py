@@ -289,3 +289,14 @@ def test_intervals_p_values_and_detectable_change():
     assert view.format_p(0.0079) == "0.0079"
     assert view.format_p(0.00001) == "<0.001"
     assert view.format_detectable(0.12) == "±12.0%"
+
+
+def test_the_inconclusive_warning_is_not_repeated_beside_its_own_list(regression):
+    repeated = "WARNING: 1 gated metric(s) inconclusive (latency_mean@10/s): could not tell"
+    comparison = replace(regression, warnings=(repeated, "driver lag p99 was 3 ms"))
+    assert view.shown_warnings(comparison) == ["driver lag p99 was 3 ms"]
+
+
+def test_p_values_of_tests_that_found_nothing_read_not_significant(regression):
+    row = view.metric_row(next(m for m in regression.metrics if m.key == "latency_p99@5/s"))
+    assert row.p_value == "n.s." and row.p_adjusted == "1.000" and row.p_raw == "0.420"
