@@ -7,6 +7,7 @@ no data: URI, so Jenkins' default Content-Security-Policy shows it as it is.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -33,6 +34,7 @@ from harness.view import (
     queries_view,
     safe_url,
     shown_warnings,
+    side_names,
     step_tables,
 )
 
@@ -141,7 +143,9 @@ def _lag_side(results: Results) -> plots.Side:
 
 def write_plots(comparison: Comparison, out_dir: Path) -> list[tuple[Path, str]]:
     """Every plot the data allows, each rendered once: (path, caption) pairs."""
-    base, cand = comparison.baseline, comparison.candidate
+    names = side_names(comparison)
+    base = dataclasses.replace(comparison.baseline, label=names[0])
+    cand = dataclasses.replace(comparison.candidate, label=names[1])
     out: list[tuple[Path, str]] = []
     requests = (_request_side(base), _request_side(cand))
     if requests[0].series or requests[1].series:
@@ -185,8 +189,8 @@ def report_view(comparison: Comparison, plot_files: Sequence[tuple[Path, str]] =
     """Everything report.html shows, as display strings."""
     return {
         "experiment": comparison.candidate.experiment.name,
-        "baseline_label": comparison.baseline.label,
-        "candidate_label": comparison.candidate.label,
+        "baseline_label": side_names(comparison)[0],
+        "candidate_label": side_names(comparison)[1],
         "headline": comparison.headline,
         "findings": findings(comparison),
         "endpoint_tables": endpoint_tables(comparison),

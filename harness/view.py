@@ -353,6 +353,23 @@ def endpoint_tables(comparison: Comparison) -> list[StepTable]:
     return tables
 
 
+def side_names(comparison: Comparison) -> tuple[str, str]:
+    """What tells the two sides apart, for titles: the label, plus the [variables] that differ
+    ("baseline db=blocking") and, when the labels do not already differ, the commits."""
+    base, cand = comparison.baseline, comparison.candidate
+    bv, cv = base.experiment.variables, cand.experiment.variables
+    differ = sorted(k for k in set(bv) | set(cv) if bv.get(k) != cv.get(k))
+    names = []
+    for results, values in ((base, bv), (cand, cv)):
+        extra = [f"{k}={values[k]}" for k in differ if k in values]
+        commit = results.environment.get("subject_commit")
+        commits = {base.environment.get("subject_commit"), cand.environment.get("subject_commit")}
+        if not extra and base.label in ("baseline", "candidate") and len(commits) > 1 and commit:
+            extra.append(f"at {str(commit)[:10]}")
+        names.append(" ".join([results.label, *extra]))
+    return names[0], names[1]
+
+
 def safe_url(url: Any) -> str | None:
     # Only http(s) links: a javascript: URL from the environment must not become a link.
     return url if isinstance(url, str) and re.match(r"https?://", url) else None

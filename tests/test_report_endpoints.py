@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -193,3 +194,33 @@ def test_one_endpoint_slower_one_faster_fails_naming_the_slower(tmp_path):
 
 def _subjects() -> list[psutil.Process]:
     return list(psutil.process_iter(["cmdline"]))
+
+
+def test_side_names_add_the_variables_that_differ():
+    from dataclasses import replace as swap
+
+    from harness import view
+    from harness.compare import compare as judge
+
+    base, cand = _mixed(4, 1, search=1.0, home=1.0)
+    base = swap(base, experiment=swap(base.experiment, variables={"db": "blocking", "x": "1"}))
+    cand = swap(cand, experiment=swap(cand.experiment, variables={"db": "worker", "x": "1"}))
+    assert view.side_names(judge(base, cand)) == ("baseline db=blocking", "candidate db=worker")
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not shutil.which("chromium"), reason="headless Chromium missing")
+def test_screenshot_script_writes_a_png_and_leaves_no_browser(tmp_path):
+    from harness import report
+    from tests import comparisons
+
+    report.write_reports(comparisons.comparison(), out_dir=tmp_path / "report")
+    out = tmp_path / "shot.png"
+    proc = subprocess.run([sys.executable, str(ROOT / "docs" / "screenshots" / "make.py"),
+                           str(tmp_path / "report"), str(out), "--height", "600"],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    left = [p for p in psutil.process_iter(["cmdline"])
+            if "screenshot-profile-" in " ".join(p.info["cmdline"] or [])]
+    assert not left
