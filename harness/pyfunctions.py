@@ -177,7 +177,7 @@ def run_function_profile(experiment: Experiment, *, work_dir: Path, project_root
 
 
 def _in_project(function: str) -> bool:
-    return not function.startswith(("site-packages/", "stdlib/", "/"))
+    return not function.startswith(("site-packages/", "stdlib/", "/", "<"))
 
 
 def python_function_changes(baseline: Mapping[str, Any] | None,

@@ -235,6 +235,7 @@ def _finding_lines(comparison: Comparison) -> list[str]:
 
 def render_summary(comparison: Comparison, report_url: str | None) -> str:
     """summary.md: PR-comment sized; the marker line lets the publisher find and update it."""
+    names = side_names(comparison)
     lines = [
         SUMMARY_MARKER,
         f"### Performance: {_md(OVERALL_TEXT.get(comparison.overall, comparison.overall))}",
@@ -246,7 +247,7 @@ def render_summary(comparison: Comparison, report_url: str | None) -> str:
     lines += top + [""] if top else []
     lines += [
         f"Experiment **{_md(comparison.candidate.experiment.name)}**: baseline "
-        f"**{_md(comparison.baseline.label)}** vs candidate **{_md(comparison.candidate.label)}**.",
+        f"**{_md(names[0])}** vs candidate **{_md(names[1])}**.",
         "",
     ]
     if comparison.overall in ("refused", "invalid"):
