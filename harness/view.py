@@ -483,6 +483,59 @@ def _by_total(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: -float(r.get("total") or 0.0))
 
 
+_TABLES = re.compile(r"\b(?:FROM|JOIN|INTO|UPDATE|TABLE)\s+[\"`\[]?([A-Za-z_][\w.]*)",
+                     re.IGNORECASE)
+
+
+def _tables(statement: str) -> frozenset[str]:
+    return frozenset(name.lower() for name in _TABLES.findall(statement))
+
+
+def _caller_key(where: Any) -> tuple[str, str] | None:
+    """("file", "function") of "file:line function [via ...]": the line may move in an edit."""
+    if not where:
+        return None
+    head = str(where).split(" via ", 1)[0]
+    place, _, function = head.partition(" ")
+    return place.rsplit(":", 1)[0], function
+
+
+def _only_in(row: dict[str, Any], side: str) -> bool:
+    other = "candidate" if side == "baseline" else "baseline"
+    return bool(row.get(f"{side}_calls")) and not row.get(f"{other}_calls")
+
+
+def paired_changes(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Statement changes with replacements paired: a statement only the baseline ran and one only
+    the candidate ran, from the same caller (file and function) on the same tables, become one
+    "changed" row (statement "old → new", "replaced" holding the old text), ranked again by the
+    change in total time. Unpaired rows stay as they are."""
+    removed = [r for r in rows if _only_in(r, "baseline")]
+    used: set[int] = set()
+    out = []
+    for row in rows:
+        if id(row) in used or not _only_in(row, "candidate"):
+            continue
+        key, tables = _caller_key(row.get("top_caller")), _tables(str(row.get("statement", "")))
+        match = next((old for old in removed if id(old) not in used and key is not None
+                      and _caller_key(old.get("top_caller")) == key
+                      and _tables(str(old.get("statement", ""))) == tables and tables), None)
+        if match is None:
+            continue
+        used.update((id(row), id(match)))
+        base_total, cand_total = match.get("baseline_total") or 0.0, row.get("candidate_total")
+        out.append({
+            **row, "statement": f"{match.get('statement', '')} → {row.get('statement', '')}",
+            "replaced": match.get("statement"), "operation": "changed",
+            "baseline_total": base_total, "baseline_calls": match.get("baseline_calls"),
+            "total_change": (cand_total or 0.0) - base_total,
+            "calls_change": (row.get("candidate_calls") or 0) - (match.get("baseline_calls") or 0),
+        })
+    out += [r for r in rows if id(r) not in used]
+    return sorted(out, key=lambda r: (-abs(float(r.get("total_change") or 0.0)),
+                                      -abs(float(r.get("calls_change") or 0.0))))
+
+
 def queries_view(details: dict[str, Any]) -> dict[str, Any] | None:
     """The query breakdown (thesis Tables 6.4/6.5) and the "what changed" rankings, as strings."""
     queries = details.get("queries")
@@ -495,7 +548,8 @@ def queries_view(details: dict[str, Any]) -> dict[str, Any] | None:
                        "hidden": max(0, len(rows) - TOP_ROWS)}
     return {
         "sides": sides,
-        "changes": [_change_row(r, "statement") for r in (queries.get("changes") or [])[:10]],
+        "changes": [_change_row(r, "statement")
+                    for r in paired_changes(list(queries.get("changes") or []))[:10]],
         "caller_changes": [_change_row(r, "where")
                            for r in (queries.get("caller_changes") or [])[:10]],
     }
@@ -580,7 +634,7 @@ def _split_mix(comparison: Comparison) -> set[tuple[str, float | None]]:
 
 def _query_cause(details: dict[str, Any], worse: bool) -> str | None:
     """The statement whose total time moved most in the finding's direction, and its caller."""
-    rows = (details.get("queries") or {}).get("changes") or []
+    rows = paired_changes(list((details.get("queries") or {}).get("changes") or []))
     for row in rows:
         change = row.get("total_change") or 0.0
         calls = row.get("calls_change") or 0.0
@@ -590,8 +644,10 @@ def _query_cause(details: dict[str, Any], worse: bool) -> str | None:
             parts = [f"total time {_signed_seconds(change)}" if change else "",
                      f"calls {_signed_count(calls)}" if calls else "",
                      f"called from {caller}" if caller else ""]
-            return (f"query {shorten(row.get('statement', ''), 70)}: "
-                    + ", ".join(p for p in parts if p))
+            what = (f"query {shorten(row['replaced'], 50)} replaced by "
+                    f"{shorten(row.get('statement', '').split(' → ', 1)[-1], 50)}"
+                    if row.get("replaced") else f"query {shorten(row.get('statement', ''), 70)}")
+            return f"{what}: " + ", ".join(p for p in parts if p)
     return None
 
 

@@ -300,3 +300,29 @@ def test_the_inconclusive_warning_is_not_repeated_beside_its_own_list(regression
 def test_p_values_of_tests_that_found_nothing_read_not_significant(regression):
     row = view.metric_row(next(m for m in regression.metrics if m.key == "latency_p99@5/s"))
     assert row.p_value == "n.s." and row.p_adjusted == "1.000" and row.p_raw == "0.420"
+
+
+def _change(statement, base_calls, cand_calls, base_total, cand_total, caller):
+    return {"statement": statement, "operation": "execute", "baseline_calls": base_calls,
+            "candidate_calls": cand_calls, "calls_change": cand_calls - base_calls,
+            "baseline_total": base_total, "candidate_total": cand_total,
+            "total_change": cand_total - base_total, "top_caller": caller}
+
+
+def test_a_rewritten_query_is_one_changed_row_not_one_removed_and_one_added():
+    rows = [
+        _change("SELECT * FROM torrents WHERE title LIKE ?", 0, 100, 0.0, 0.9,
+                "app/search.py:90 search via orm/core.py:4298 _fetch_objects"),
+        _change("SELECT id FROM torrents WHERE title = ?", 100, 0, 0.2, 0.0,
+                "app/search.py:88 search"),
+        _change("INSERT INTO log VALUES (?)", 0, 5, 0.0, 0.01, "app/search.py:95 search"),
+    ]
+    paired = view.paired_changes(rows)
+    assert [r["operation"] for r in paired] == ["changed", "execute"]
+    top = paired[0]
+    assert top["statement"] == ("SELECT id FROM torrents WHERE title = ? → "
+                                "SELECT * FROM torrents WHERE title LIKE ?")
+    assert top["total_change"] == pytest.approx(0.7) and top["calls_change"] == 0
+    comparison = replace(comparisons.comparison(), details={"queries": {"changes": rows}})
+    (finding, *_) = view.findings(comparison)
+    assert "replaced by SELECT * FROM torrents" in finding.causes[0]
