@@ -262,12 +262,19 @@ def collect_series(baseline: Results, candidate: Results) -> tuple[list[Series],
     sweep = len(steps) > 1
     series: list[Series] = []
     warnings: list[str] = []
+    one_sided: set[str] = set()
     for item in sorted(set(base) | set(cand), key=_order):
         metric, step, instance, endpoint = item
         key = _key(metric, step, sweep, instance, endpoint)
         if item not in base or item not in cand:
             side = "candidate" if item in cand else "baseline"
-            warnings.append(f"{key}: measured only in the {side}; not compared.")
+            if endpoint is None:
+                warnings.append(f"{key}: measured only in the {side}; not compared.")
+            elif side not in one_sided:  # e.g. a baseline written before per-endpoint results
+                one_sided.add(side)
+                warnings.append(f"per-endpoint results exist only in the {side} (the other "
+                                f"side's results.json has none); endpoints are compared only "
+                                f"where both sides have them.")
             continue
         series.append(Series(key, metric, step, instance, endpoint, tuple(base[item]),
                              tuple(cand[item]), METRICS[metric].kind))

@@ -226,3 +226,16 @@ def test_screenshot_script_writes_a_png_and_leaves_no_browser(tmp_path):
     left = [p for p in psutil.process_iter(["cmdline"])
             if "screenshot-profile-" in " ".join(p.info["cmdline"] or [])]
     assert not left
+
+
+def test_a_baseline_without_endpoint_results_gives_one_warning_and_a_gated_mix():
+    from dataclasses import replace as swap
+
+    base, cand = _mixed(5, 6, search=1.0, home=1.0)
+    base = swap(base, rounds=tuple(swap(r, endpoints={}) for r in base.rounds))
+    result = compare(base, cand)
+    assert [w for w in result.warnings if "per-endpoint" in w] == [
+        "per-endpoint results exist only in the candidate (the other side's results.json has "
+        "none); endpoints are compared only where both sides have them."]
+    by_key = {m.key: m for m in result.metrics}
+    assert by_key["latency_mean"].gate and "latency_mean[search]" not in by_key
