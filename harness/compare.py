@@ -18,6 +18,7 @@ from harness.errors import ConfigError, ExitCode
 from harness.files import atomic_write_json
 from harness.instructions import function_changes
 from harness.metrics import METRICS, Metric
+from harness.pyfunctions import python_function_changes
 from harness.results import Results, Round
 
 # verdict.json format_version history:
@@ -121,19 +122,64 @@ def _override(policy: Policy, layer: Any) -> Policy:
 def resolve_policies(
     candidate: Results, policies: Mapping[str, Any] | None = None
 ) -> dict[str, Policy]:
-    """Every metric's policy: METRICS default < candidate.experiment.policies < `policies`."""
+    """Every metric's policy: METRICS default < candidate.experiment.policies < `policies`.
+
+    Keys are metric names, plus "metric@endpoint" for an endpoint's own override (present only
+    when some layer names it); series_policies() turns these into one policy per series.
+    """
     layers = (("the experiment's [metrics] table", candidate.experiment.policies),
               ("the policies argument", policies or {}))
     resolved = {name: Policy(m.gate, m.min_change) for name, m in METRICS.items()}
     for where, layer in layers:
-        for name, override in layer.items():
-            if name not in METRICS:
+        for name in layer:
+            metric, at, endpoint = name.partition("@")
+            if metric not in METRICS or (at and not endpoint):
                 raise ConfigError(
                     f"{where}: unknown metric {name!r}. Known metrics are listed in "
                     f"harness/metrics.py (docs/metrics.md); fix the name or remove the entry."
                 )
-            resolved[name] = _override(resolved[name], override)
+    for _, layer in layers:  # metric names first: an endpoint starts from its metric's policy
+        for name, override in layer.items():
+            if "@" not in name:
+                resolved[name] = _override(resolved[name], override)
+    for _, layer in layers:
+        for name, override in layer.items():
+            if "@" in name:
+                start = resolved.get(name, resolved[name.partition("@")[0]])
+                resolved[name] = _override(start, override)
     return resolved
+
+
+# Timing metrics judged per endpoint by default when a workload mixes endpoints: each endpoint's
+# value takes the metric's gate and the mix's value is reported without gating, so one endpoint's
+# regression is not averaged away by another's improvement (docs/metrics.md).
+PER_ENDPOINT_TIMING = frozenset({"latency_mean", "latency_p50", "latency_p95", "latency_p99"})
+
+
+def series_policies(series: list[Series], resolved: Mapping[str, Policy]) -> dict[str, Policy]:
+    """The policy of every series by its key, with the per-endpoint defaults applied.
+
+    An endpoint's series takes "metric@endpoint" when given, else the metric's policy for the
+    PER_ENDPOINT_TIMING metrics and the metric's min_change without gating for the rest (errors
+    and queries are gated on the mix; an endpoint's CPU is an estimate). The mix's series of a
+    PER_ENDPOINT_TIMING metric is not gated when per-endpoint series of it exist.
+    """
+    split = {(s.metric, s.step, s.instance) for s in series if s.endpoint is not None
+             and s.evidence == "timing"}
+    out: dict[str, Policy] = {}
+    for s in series:
+        policy = resolved[s.metric]
+        if s.endpoint is not None and s.evidence != "instructions":
+            explicit = resolved.get(f"{s.metric}@{s.endpoint}")
+            if explicit is not None:
+                policy = explicit
+            elif s.metric not in PER_ENDPOINT_TIMING:
+                policy = Policy(gate=False, min_change=policy.min_change)
+        elif (s.endpoint is None and s.metric in PER_ENDPOINT_TIMING
+              and (s.metric, s.step, s.instance) in split):
+            policy = Policy(gate=False, min_change=policy.min_change)
+        out[s.key] = policy
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,21 +211,31 @@ def _key(metric: str, step: float | None, sweep: bool, instance: int, endpoint: 
     return key
 
 
-def _round_values(results: Results) -> dict[tuple[str, float | None, int], list[float]]:
-    """Values per (metric, step, instance) from valid rounds, in execution order."""
+ValueKey = tuple[str, float | None, int, str | None]  # metric, step, instance, endpoint
+
+
+def _round_values(results: Results) -> dict[ValueKey, list[float]]:
+    """Values per (metric, step, instance, endpoint) from valid rounds, in execution order.
+
+    Endpoint None is the whole mix (Round.summary); named endpoints come from Round.endpoints.
+    """
     several_instances = any(r.instance != 1 for r in results.rounds)
-    values: dict[tuple[str, float | None, int], list[float]] = {}
+    values: dict[ValueKey, list[float]] = {}
     for rnd in sorted(results.rounds, key=lambda r: r.index):
         if not rnd.valid:
             continue
         if rnd.instance != 1 and not several_instances:
             continue
-        for metric, value in rnd.summary.items():
-            if metric not in METRICS or value is None or not math.isfinite(value):
-                continue
-            if rnd.instance != 1 and metric not in RESOURCE_METRICS:
-                continue
-            values.setdefault((metric, rnd.step, rnd.instance), []).append(float(value))
+        summaries: list[tuple[str | None, dict[str, float | None]]] = [(None, rnd.summary)]
+        summaries += sorted(rnd.endpoints.items())
+        for endpoint, summary in summaries:
+            for metric, value in summary.items():
+                if metric not in METRICS or value is None or not math.isfinite(value):
+                    continue
+                if rnd.instance != 1 and metric not in RESOURCE_METRICS:
+                    continue
+                values.setdefault((metric, rnd.step, rnd.instance, endpoint), []).append(
+                    float(value))
     return values
 
 
@@ -202,19 +258,26 @@ def _instruction_values(results: Results) -> dict[str, tuple[float, ...]]:
 def collect_series(baseline: Results, candidate: Results) -> tuple[list[Series], list[str]]:
     """Pair the two sides' round values by metric, step and instance; warn about one-sided ones."""
     base, cand = _round_values(baseline), _round_values(candidate)
-    steps = {step for (_, step, _) in (*base, *cand)}
+    steps = {step for (_, step, _, _) in (*base, *cand)}
     sweep = len(steps) > 1
     series: list[Series] = []
     warnings: list[str] = []
-    for metric, step, instance in sorted(set(base) | set(cand), key=_order):
-        key = _key(metric, step, sweep, instance, None)
-        if (metric, step, instance) not in base or (metric, step, instance) not in cand:
-            side = "candidate" if (metric, step, instance) in cand else "baseline"
-            warnings.append(f"{key}: measured only in the {side}; not compared.")
+    one_sided: set[str] = set()
+    for item in sorted(set(base) | set(cand), key=_order):
+        metric, step, instance, endpoint = item
+        key = _key(metric, step, sweep, instance, endpoint)
+        if item not in base or item not in cand:
+            side = "candidate" if item in cand else "baseline"
+            if endpoint is None:
+                warnings.append(f"{key}: measured only in the {side}; not compared.")
+            elif side not in one_sided:  # e.g. a baseline written before per-endpoint results
+                one_sided.add(side)
+                warnings.append(f"per-endpoint results exist only in the {side} (the other "
+                                f"side's results.json has none); endpoints are compared only "
+                                f"where both sides have them.")
             continue
-        series.append(Series(key, metric, step, instance, None,
-                             tuple(base[metric, step, instance]),
-                             tuple(cand[metric, step, instance]), METRICS[metric].kind))
+        series.append(Series(key, metric, step, instance, endpoint, tuple(base[item]),
+                             tuple(cand[item]), METRICS[metric].kind))
     base_instr, cand_instr = _instruction_values(baseline), _instruction_values(candidate)
     for endpoint in sorted(set(base_instr) | set(cand_instr)):
         key = _key(INSTRUCTIONS_METRIC, None, False, 1, endpoint)
@@ -230,10 +293,12 @@ def collect_series(baseline: Results, candidate: Results) -> tuple[list[Series],
 _METRIC_ORDER = {name: i for i, name in enumerate(METRICS)}
 
 
-def _order(item: tuple[str, float | None, int]) -> tuple[int, float, int]:
-    """Declaration order of METRICS (counters first: the most reliable evidence), step, instance."""
-    metric, step, instance = item
-    return (_METRIC_ORDER[metric], -1.0 if step is None else step, instance)
+def _order(item: ValueKey) -> tuple[int, float, int, str]:
+    """Declaration order of METRICS (counters first: the most reliable evidence), step, instance,
+    the mix before its endpoints."""
+    metric, step, instance, endpoint = item
+    return (_METRIC_ORDER[metric], -1.0 if step is None else step, instance,
+            "" if endpoint is None else "\0" + endpoint)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -445,9 +510,9 @@ def judge_all(
     timing: list[TimingEvidence] = []
     for s in series:
         if s.evidence == "timing":
-            timing.append(timing_evidence(s, policies[s.metric], alpha=alpha, seed=seed))
+            timing.append(timing_evidence(s, policies[s.key], alpha=alpha, seed=seed))
         else:
-            judged[s.key] = judge_counter(s, policies[s.metric])
+            judged[s.key] = judge_counter(s, policies[s.key])
     for gated in (True, False):
         family = [ev for ev in timing if ev.policy.gate is gated]
         adjusted = stats.holm([ev.test.p_value for ev in family])
@@ -600,7 +665,7 @@ def compare(
     # what a load driver says about its own measurement (e.g. JMeter's closed loop) is shown
     warnings += [w for w in dict.fromkeys(baseline.warnings + candidate.warnings)
                  if w.startswith("load driver:")]
-    metrics = judge_all(series, resolved, alpha=alpha, seed=seed)
+    metrics = judge_all(series, series_policies(series, resolved), alpha=alpha, seed=seed)
     invalid = (invalid_reasons(baseline, "baseline", max_error_rate=_error_limit(baseline))
                + invalid_reasons(candidate, "candidate", max_error_rate=_error_limit(candidate)))
     mismatches = fingerprint_mismatches(baseline.environment, candidate.environment)
@@ -608,6 +673,8 @@ def compare(
     details = dict(probes.breakdown_details(baseline, candidate))
     if baseline.instructions and candidate.instructions:
         details["functions"] = function_changes(baseline.instructions, candidate.instructions)
+        details["python_functions"] = python_function_changes(
+            baseline.instructions.get("python"), candidate.instructions.get("python"))
     details["statistics"] = {"alpha": alpha, "seed": seed, "correction": "holm",
                              "bootstrap_resamples": BOOTSTRAP_RESAMPLES}
     return Comparison(

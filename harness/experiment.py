@@ -837,8 +837,9 @@ def _simple(problems: _Problems, raw: Any, table: str, cls: type) -> Any:
     return cls(**(fields or {}))
 
 
-def _metrics(problems: _Problems, raw: Any) -> dict[str, MetricPolicy]:
-    from harness.metrics import METRICS
+def _metrics(problems: _Problems, raw: Any, workload: Workload | None) -> dict[str, MetricPolicy]:
+    """[metrics.NAME] tables; NAME may be "metric@endpoint" to judge one endpoint's value."""
+    from harness.metrics import ENDPOINT_METRICS, METRICS
 
     if raw is None:
         return {}
@@ -846,8 +847,20 @@ def _metrics(problems: _Problems, raw: Any) -> dict[str, MetricPolicy]:
         problems.add(("metrics",), "expected tables such as [metrics.latency_mean] (write them so)")
         return {}
     out = {}
+    endpoints = [e.name for e in workload.endpoints] if workload else []
     for name, policy in raw.items():
-        if name not in METRICS:
+        metric, at, endpoint = name.partition("@")
+        if at and metric in ENDPOINT_METRICS and endpoint not in endpoints:
+            hint = did_you_mean(endpoint, endpoints)
+            problems.add(("metrics", name), f'unknown endpoint "{endpoint}" ({hint}the '
+                                            f'[[workload.endpoints]] names are '
+                                            f'{", ".join(endpoints) or "none"})')
+            continue
+        if at and metric not in ENDPOINT_METRICS:
+            problems.add(("metrics", name), f'"{metric}" is not measured per endpoint (those '
+                                            f'are {", ".join(ENDPOINT_METRICS)})')
+            continue
+        if metric not in METRICS:
             hint = did_you_mean(name, METRICS)
             problems.add(("metrics", name), f'unknown metric "{name}" ({hint}the declared '
                                             "metrics are in docs/metrics.md)")
@@ -939,7 +952,7 @@ def _check(path: Path, overrides: Mapping[str, str]) -> tuple[Experiment | None,
         workload=workload,
         probes=_simple(problems, data.get("probes"), "probes", Probes),
         rounds=_simple(problems, data.get("rounds"), "rounds", Rounds),
-        metrics=_metrics(problems, data.get("metrics")),
+        metrics=_metrics(problems, data.get("metrics"), workload),
         variables=variables,
         scenario=scenario or (),
         instructions=_simple(problems, data.get("instructions"), "instructions", InstructionTier),

@@ -9,9 +9,9 @@ Experiments override `gate` and `min_change` per metric ([metrics.NAME] in the T
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from harness.results import RequestLog, ResourceSeries
+from harness.results import REQUEST_COLUMNS, RequestLog, ResourceSeries
 from harness.stats import mean, percentile, stdev
 
 Kind = Literal["timing", "counter"]
@@ -177,3 +177,52 @@ def resource_metrics(
             per_hour = total * 3600.0 / duration if total is not None and duration > 0 else None
             out[f"{column}_per_hour"] = per_hour
     return {k: v for k, v in out.items() if k in METRICS}
+
+
+# Metrics summarised for each endpoint of a mixed workload as well as for the mix. Latency and
+# errors are measured per request; cpu_per_request is attributed (see endpoint_metrics);
+# queries_per_request needs probe data that names endpoints.
+ENDPOINT_METRICS = (
+    "errors", "response_bytes_per_request", "latency_mean", "latency_p50", "latency_p95",
+    "latency_p99", "cpu_per_request", "queries_per_request",
+)
+
+
+def _endpoint_queries(probes: dict[str, Any], name: str) -> float | None:
+    """Statements the query probe counted for one endpoint, when its data names endpoints.
+
+    The expected shape is probes["sqlite"]["endpoints"][name] = {"queries": count, ...}.
+    """
+    entry = ((probes.get("sqlite") or {}).get("endpoints") or {}).get(name)
+    value = entry.get("queries") if isinstance(entry, dict) else None
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def endpoint_metrics(
+    log: RequestLog, cpu_seconds: float | None, probes: dict[str, Any] | None = None
+) -> dict[str, dict[str, float | None]]:
+    """Per-endpoint summaries of one round, when the workload mixed two or more endpoints.
+
+    Latency percentiles, errors and response bytes come from each endpoint's own requests.
+    CPU cannot be measured per request from outside the process, so `cpu_per_request` is the
+    round's CPU time shared out in proportion to service time (actual send to response): an
+    endpoint whose requests took 70% of the summed service time is charged 70% of the CPU. It
+    is an estimate that assumes CPU use follows time in service; it is not gated by default.
+    """
+    names = sorted(set(log.endpoint))
+    if len(names) < 2:
+        return {}
+    service_total = sum(s for s in log.service if s > 0)
+    out: dict[str, dict[str, float | None]] = {}
+    for name in names:
+        idx = [i for i, e in enumerate(log.endpoint) if e == name]
+        own = RequestLog(**{c: tuple(getattr(log, c)[i] for i in idx) for c in REQUEST_COLUMNS})
+        summary = {k: v for k, v in request_metrics(own, 0.0).items() if k in ENDPOINT_METRICS}
+        share = sum(s for s in own.service if s > 0)
+        if cpu_seconds is not None and service_total > 0:
+            summary["cpu_per_request"] = cpu_seconds * share / service_total / len(idx)
+        queries = _endpoint_queries(probes or {}, name)
+        if queries is not None:
+            summary["queries_per_request"] = queries / len(idx)
+        out[name] = summary
+    return out

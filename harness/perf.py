@@ -22,6 +22,7 @@ from harness.errors import ConfigError
 from harness.experiment import Experiment, load_experiment
 from harness.instructions import run_instruction_tier
 from harness.process import sigterm_as_interrupt
+from harness.pyfunctions import run_function_profile
 from harness.report import write_reports
 from harness.results import Results, Round, load_results, save_results
 from harness.runner import build_results, rate_steps, run_round, with_instructions
@@ -81,6 +82,9 @@ class Session:
             if side.experiment.instructions.enabled:
                 self.log(f"instruction counts under valgrind: {label}")
                 self.instructions[label] = run_instruction_tier(
+                    side.experiment, work_dir=self.work_dir / f"instructions-{label}",
+                    project_root=side.checkout.root, python=side.checkout.python)
+                self.instructions[label]["python"] = run_function_profile(  # type: ignore[index]
                     side.experiment, work_dir=self.work_dir / f"instructions-{label}",
                     project_root=side.checkout.root, python=side.checkout.python)
 

@@ -73,9 +73,19 @@ def _save(fig: Figure, path: Path) -> Path:
     return Path(path)
 
 
-def _titles(axes: np.ndarray, baseline: Side, candidate: Side) -> None:
-    axes[0][0].set_title(f"baseline: {_text(baseline.label)}", fontsize=10)
-    axes[0][1].set_title(f"candidate: {_text(candidate.label)}", fontsize=10)
+def side_title(role: str, label: str, what: str) -> str:
+    """A panel's title: the side's label and what is plotted, e.g. "main: response time".
+
+    The role ("baseline", "candidate") is added only when the label does not already say it, so
+    a comparison of two default labels never reads "baseline: baseline".
+    """
+    name = label if role in label else f"{role} {label}"
+    return f"{_text(name)}: {what}"
+
+
+def _titles(axes: np.ndarray, baseline: Side, candidate: Side, what: str) -> None:
+    axes[0][0].set_title(side_title("baseline", baseline.label, what), fontsize=10)
+    axes[0][1].set_title(side_title("candidate", candidate.label, what), fontsize=10)
 
 
 def _empty(ax, message: str = "no data") -> None:
@@ -105,7 +115,7 @@ def response_times_figure(baseline: Side, candidate: Side) -> Figure:
     top = _top(baseline, candidate) * 1000.0
     for row in axes:
         row[0].set_ylim(0, top)
-    _titles(axes, baseline, candidate)
+    _titles(axes, baseline, candidate, "response time of each request")
     return fig
 
 
@@ -115,13 +125,15 @@ def _pooled(side: Side, step: float | None) -> np.ndarray:
 
 
 def ecdf(
-    baseline: Side, candidate: Side, path: Path, *, xlabel: str, scale: float = 1000.0
+    baseline: Side, candidate: Side, path: Path, *, xlabel: str, scale: float = 1000.0,
+    what: str = "ECDF",
 ) -> Path:
     """Empirical CDF of the pooled values per rate step; x values are multiplied by `scale`."""
-    return _save(ecdf_figure(baseline, candidate, xlabel=xlabel, scale=scale), path)
+    return _save(ecdf_figure(baseline, candidate, xlabel=xlabel, scale=scale, what=what), path)
 
 
-def ecdf_figure(baseline: Side, candidate: Side, *, xlabel: str, scale: float = 1000.0) -> Figure:
+def ecdf_figure(baseline: Side, candidate: Side, *, xlabel: str, scale: float = 1000.0,
+                what: str = "ECDF") -> Figure:
     steps = _steps(baseline, candidate) or [None]
     fig, axes = _figure(1)
     smallest, largest = np.inf, 0.0
@@ -152,7 +164,7 @@ def ecdf_figure(baseline: Side, candidate: Side, *, xlabel: str, scale: float = 
     if np.isfinite(smallest) and largest / smallest > 100:
         for ax in axes.flat:
             ax.set_xscale("log")
-    _titles(axes, baseline, candidate)
+    _titles(axes, baseline, candidate, what)
     return fig
 
 
@@ -183,7 +195,7 @@ def throughput_figure(baseline: Side, candidate: Side) -> Figure:
         ax.set_ylabel("responses/s")
         ax.legend(fontsize=8, loc="upper left")
         ax.grid(True, alpha=0.3)
-    _titles(axes, baseline, candidate)
+    _titles(axes, baseline, candidate, "responses per second")
     return fig
 
 
@@ -220,5 +232,5 @@ def resources_figure(rows: Sequence[tuple[str, Side, Side]]) -> Figure:
         # Explicit limits once both sides are drawn: equal scales, and a flat line stays visible.
         axes[row][0].set_ylim(0, _top(baseline, candidate))
     if rows:
-        _titles(axes, rows[0][1], rows[0][2])
+        _titles(axes, rows[0][1], rows[0][2], "resources over each round")
     return fig

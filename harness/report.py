@@ -7,6 +7,7 @@ no data: URI, so Jenkins' default Content-Security-Policy shows it as it is.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -21,14 +22,19 @@ from harness.files import atomic_write_bytes, atomic_write_text
 from harness.results import Results, Round
 from harness.view import (
     OVERALL_TEXT,
+    endpoint_tables,
     environment_rows,
+    findings,
     functions_view,
     inconclusive_gated,
     metric_row,
     name_with_step,
     ordered,
+    python_functions_view,
     queries_view,
     safe_url,
+    shown_warnings,
+    side_names,
     step_tables,
 )
 
@@ -137,14 +143,16 @@ def _lag_side(results: Results) -> plots.Side:
 
 def write_plots(comparison: Comparison, out_dir: Path) -> list[tuple[Path, str]]:
     """Every plot the data allows, each rendered once: (path, caption) pairs."""
-    base, cand = comparison.baseline, comparison.candidate
+    names = side_names(comparison)
+    base = dataclasses.replace(comparison.baseline, label=names[0])
+    cand = dataclasses.replace(comparison.candidate, label=names[1])
     out: list[tuple[Path, str]] = []
     requests = (_request_side(base), _request_side(cand))
     if requests[0].series or requests[1].series:
         out.append((plots.response_times(*requests, out_dir / "response_times.png"),
                     "Response time of every request against its intended send time, all rounds"))
         out.append((plots.ecdf(*requests, out_dir / "latency_ecdf.png",
-                               xlabel="response time (ms)"),
+                               xlabel="response time (ms)", what="response time ECDF"),
                     "Response time ECDF: the fraction of requests answered within a time"))
     rates = (_throughput_side(base), _throughput_side(cand))
     if rates[0].series or rates[1].series:
@@ -156,7 +164,8 @@ def write_plots(comparison: Comparison, out_dir: Path) -> list[tuple[Path, str]]
                     "Resources of the subject's process tree over each round"))
     lag = (_lag_side(base), _lag_side(cand))
     if lag[0].series or lag[1].series:
-        out.append((plots.ecdf(*lag, out_dir / "loop_lag_ecdf.png", xlabel="event-loop lag (ms)"),
+        out.append((plots.ecdf(*lag, out_dir / "loop_lag_ecdf.png", xlabel="event-loop lag (ms)",
+                               what="event-loop lag ECDF"),
                     "Event-loop lag ECDF: how late callbacks scheduled on the loop ran"))
     return out
 
@@ -180,17 +189,22 @@ def report_view(comparison: Comparison, plot_files: Sequence[tuple[Path, str]] =
     """Everything report.html shows, as display strings."""
     return {
         "experiment": comparison.candidate.experiment.name,
+        "baseline_label": side_names(comparison)[0],
+        "candidate_label": side_names(comparison)[1],
         "headline": comparison.headline,
+        "findings": findings(comparison),
+        "endpoint_tables": endpoint_tables(comparison),
         "overall": comparison.overall,
         "overall_text": OVERALL_TEXT.get(comparison.overall, comparison.overall.upper()),
         "reasons": list(comparison.reasons),
-        "warnings": list(comparison.warnings),
+        "warnings": shown_warnings(comparison),
         "inconclusive": inconclusive_gated(comparison),
         "environment": environment_rows(comparison),
         "tables": step_tables(comparison),
         "plots": [{"file": p.name, "caption": c} for p, c in plot_files],
         "queries": queries_view(comparison.details),
         "functions": functions_view(comparison.details),
+        "python_functions": python_functions_view(comparison.details),
         "report_url": safe_url(report_url),
     }
 
@@ -209,34 +223,31 @@ def _md(text: str) -> str:
     return text.replace("\r", " ").replace("\n", " ")
 
 
-def _likely_causes(comparison: Comparison) -> list[str]:
-    """The top entry of each "what changed" ranking, so a PR comment names the likely cause."""
-    causes = []
-    queries = queries_view(comparison.details)
-    if queries and queries["changes"]:
-        top = queries["changes"][0]
-        caller = f", top caller {top['top_caller']}" if top["top_caller"] else ""
-        causes.append(f"Largest query change: {top['name']}: total time {top['total_change']} "
-                      f"({top['total_relative']}), calls {top['calls_change']}{caller}")
-    functions = functions_view(comparison.details)
-    if functions:
-        top_function = functions[0]
-        causes.append(f"Largest instruction change: {top_function['function']} "
-                      f"({top_function['endpoint']}): {top_function['change']} per request "
-                      f"({top_function['relative']})")
-    return causes
+def _finding_lines(comparison: Comparison) -> list[str]:
+    """The report's first lines in Markdown: each change that matters, its likely causes nested."""
+    lines = []
+    for finding in findings(comparison):
+        gate = ", gates the build" if finding.gate and finding.verdict == "regression" else ""
+        lines.append(f"- **{_md(finding.verdict)}**{gate}: {_md(finding.text)}")
+        lines += [f"  - likely cause: {_md(cause)}" for cause in finding.causes]
+    return lines
 
 
 def render_summary(comparison: Comparison, report_url: str | None) -> str:
     """summary.md: PR-comment sized; the marker line lets the publisher find and update it."""
+    names = side_names(comparison)
     lines = [
         SUMMARY_MARKER,
         f"### Performance: {_md(OVERALL_TEXT.get(comparison.overall, comparison.overall))}",
         "",
-        f"Experiment **{_md(comparison.candidate.experiment.name)}**: baseline "
-        f"**{_md(comparison.baseline.label)}** vs candidate **{_md(comparison.candidate.label)}**.",
-        "",
         _md(comparison.headline),
+        "",
+    ]
+    top = _finding_lines(comparison)
+    lines += top + [""] if top else []
+    lines += [
+        f"Experiment **{_md(comparison.candidate.experiment.name)}**: baseline "
+        f"**{_md(names[0])}** vs candidate **{_md(names[1])}**.",
         "",
     ]
     if comparison.overall in ("refused", "invalid"):
@@ -255,9 +266,6 @@ def render_summary(comparison: Comparison, report_url: str | None) -> str:
         lines.append("")
     else:
         lines += ["No gated metric was compared.", ""]
-    causes = _likely_causes(comparison)
-    if causes:
-        lines += [f"- {_md(c)}" for c in causes] + [""]
     notes = inconclusive_gated(comparison)
     if notes:
         lines.append(f"**Inconclusive gated metrics ({len(notes)}):**")
@@ -353,6 +361,11 @@ def terminal_table(comparison: Comparison) -> str:
         "", "* gates the build"]
     out += [f"inconclusive (gated): {n}" for n in inconclusive_gated(comparison)]
     out += [w if w.upper().startswith("WARNING") else f"warning: {w}" for w in comparison.warnings]
+    top = findings(comparison)
+    out += ["", "What matters:"] if top else []
+    for finding in top:
+        out.append(f"  {finding.verdict}: {finding.text}")
+        out += [f"    likely cause: {cause}" for cause in finding.causes]
     out += ["", f"Overall: {overall}", comparison.headline]
     return "\n".join(out) + "\n"
 

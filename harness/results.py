@@ -108,6 +108,8 @@ class Round:
     `index` is the execution order within the session, so interleaving can be reconstructed.
     `step` is the rate (requests/s) of this rate-sweep step, or None without a sweep.
     `summary` maps metric names (harness.metrics.METRICS) to values; None where unavailable.
+    `endpoints` holds the same kind of summary per endpoint of a mixed workload
+    (harness.metrics.endpoint_metrics); empty (and absent from the JSON) with one endpoint.
     """
 
     index: int
@@ -124,8 +126,10 @@ class Round:
     summary: dict[str, float | None] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     # optional (absent = not recorded): how the subject was stopped ({"step", "seconds",
-    # "warning"}) and the failed requests by class ({"connect": 2, "reset": 1, ...})
+    # "warning"}), the summaries per endpoint of a mixed workload, and the failed requests by
+    # class ({"connect": 2, "reset": 1, ...})
     stop: dict[str, Any] | None = None
+    endpoints: dict[str, dict[str, float | None]] = field(default_factory=dict)
     errors: dict[str, int] | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -134,6 +138,9 @@ class Round:
             out["stop"] = dict(self.stop)
         if self.errors is not None:
             out["errors"] = dict(self.errors)
+        if self.endpoints:  # absent means not measured per endpoint
+            out["endpoints"] = {name: dict(sorted(values.items()))
+                                for name, values in sorted(self.endpoints.items())}
         return out
 
     def _core_json(self) -> dict[str, Any]:
@@ -172,6 +179,7 @@ class Round:
             warnings=tuple(data.get("warnings", ())),
             stop=dict(data["stop"]) if isinstance(data.get("stop"), dict) else None,
             errors=dict(data["errors"]) if isinstance(data.get("errors"), dict) else None,
+            endpoints={str(k): dict(v) for k, v in (data.get("endpoints") or {}).items()},
         )
 
 

@@ -41,7 +41,7 @@ from harness import probes as probes_mod
 from harness.environment import collect_environment
 from harness.errors import ConfigError, SubjectError
 from harness.experiment import Experiment, ScenarioLine, Workload
-from harness.metrics import request_metrics, resource_metrics
+from harness.metrics import endpoint_metrics, request_metrics, resource_metrics
 from harness.process import sigterm_as_interrupt
 from harness.progress import Progress
 from harness.results import ExperimentInfo, RequestLog, ResourceSeries, Results, Round, save_results
@@ -467,16 +467,16 @@ def run_round(
         if loaded and window.load is not None:
             log = _shift(window.load.log, window.load_offset)
         series = window.series.get(instance.number)
+        summary = _summary(log, window.load if loaded else None, series, probes, window.duration)
         rounds.append(Round(
             index=index, side=side, instance=instance.number, step=step, started_at=started_at,
             duration=window.duration, valid=reason is None, invalid_reason=reason,
             requests=log, resources=series, probes=probes,
-            summary=_summary(log, window.load if loaded else None, series, probes,
-                             window.duration),
-            warnings=warnings + probe_warnings,
+            summary=summary, warnings=warnings + probe_warnings,
             stop=instance.stop_outcome.to_json() if instance.stop_outcome else None,
             errors=_error_kinds(log, window.load.retries if loaded and window.load else 0)
             or None,
+            endpoints=endpoint_metrics(log, summary.get("cpu_seconds"), probes),
         ))
         shutil.rmtree(instance.state_dir, ignore_errors=True)  # can be large; logs stay
     return rounds
@@ -511,6 +511,10 @@ def with_instructions(results: Results, experiment: Experiment, *, work_dir: Pat
 
     data = run_instruction_tier(experiment, work_dir=work_dir, project_root=project_root,
                                 python=python)
+    from harness.pyfunctions import run_function_profile  # Python functions, same sequence
+
+    data["python"] = run_function_profile(experiment, work_dir=work_dir,
+                                          project_root=project_root, python=python)
     return dataclasses.replace(results, instructions=data)
 
 

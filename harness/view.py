@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from harness.compare import Comparison, MetricComparison
@@ -136,14 +136,30 @@ class MetricRow:
     verdict: str
     evidence: str
     reason: str
+    note: str = ""
+    p_adjusted: str = NO_VALUE  # the letter of the row's evidence note when its group has several
 
 
 @dataclass(frozen=True)
 class StepTable:
-    """The change table of one rate step (or of the whole run), grouped by kind of evidence."""
+    """The change table of one rate step (or of the whole run), grouped by kind of evidence.
+
+    `notes` holds, per group title, the evidence text of its rows once: one entry when every row
+    rests on the same evidence, else one per distinct text, prefixed by the letter the rows carry
+    (a reason shared by several rows is lettered the same way). `groups` holds the rows that
+    gate or changed; `minor` the others, which the report folds away.
+    """
 
     title: str
     groups: tuple[tuple[str, tuple[MetricRow, ...]], ...]
+    notes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # rows neither gated nor changed, shown folded away (same group structure as `groups`)
+    minor: tuple[tuple[str, tuple[MetricRow, ...]], ...] = ()
+    minor_notes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def minor_count(self) -> int:
+        return sum(len(rows) for _, rows in self.minor)
 
 
 def _group(m: MetricComparison) -> str:
@@ -161,12 +177,24 @@ def _order(m: MetricComparison) -> tuple[int, int, float, str]:
     return group, position, -1.0 if m.step is None else m.step, m.key
 
 
+def endpoint_of(m: MetricComparison) -> str | None:
+    """The endpoint a comparison belongs to (the "[name]" of its key), None for the whole mix."""
+    found = re.search(r"\[([^\]]*)\]", m.key)
+    return found.group(1) if found else None
+
+
 def _display_label(m: MetricComparison) -> str:
     # The registry's short labels ("average", "p99") read as the thesis' "Avg. response time".
     label = f"response time {m.label}" if m.metric.startswith("latency_") else m.label
-    endpoint = re.search(r"\[([^\]]*)\]", m.key)
-    suffix = f" [{endpoint.group(1)}]" if endpoint else ""
-    return label if not suffix or suffix in label else label + suffix  # compare's label has it
+    endpoint = endpoint_of(m)
+    return f"{label} [{endpoint}]" if endpoint and f"[{endpoint}]" not in label else label
+
+
+def _bare_label(m: MetricComparison) -> str:
+    """The label without its endpoint, for tables that are already grouped by endpoint."""
+    endpoint = endpoint_of(m)
+    label = _display_label(m)
+    return label.replace(f" [{endpoint}]", "") if endpoint else label
 
 
 def name_with_step(m: MetricComparison) -> str:
@@ -175,22 +203,110 @@ def name_with_step(m: MetricComparison) -> str:
 
 
 def _evidence(m: MetricComparison) -> str:
-    if m.verdict == "inconclusive" and m.rounds_needed:
-        return f"{m.evidence}; about {m.rounds_needed} rounds per side would settle it"
     return m.evidence
 
 
+MIN_TEST_ROUNDS = 5  # below this per side no rank test can decide (harness.compare)
+NOT_SIGNIFICANT = 0.05  # adjusted p-values from here on read "n.s." (the number is in the title)
+
+
+def tested(m: MetricComparison) -> bool:
+    """Whether a statistical test decided this row: timing with enough rounds on both sides.
+
+    Counters are judged by a threshold, and a rank test on fewer rounds cannot reach
+    significance, so their p-values and intervals say nothing and are not shown.
+    """
+    return (m.kind == "timing" and m.p_value is not None
+            and min(len(m.baseline_rounds), len(m.candidate_rounds)) >= MIN_TEST_ROUNDS)
+
+
 def metric_row(m: MetricComparison) -> MetricRow:
-    """Display strings for one metric comparison."""
+    """Display strings for one metric comparison (p and interval only where a test ran; an
+    adjusted p of 0.05 or more reads "n.s.", as a column of "1.000" says nothing)."""
     adjusted = m.p_adjusted if m.p_adjusted is not None else m.p_value
+    test = tested(m)
     return MetricRow(
         key=m.key, label=_display_label(m), gate=m.gate,
         baseline=format_value(m.baseline, m.unit), candidate=format_value(m.candidate, m.unit),
-        change=format_change(m.change), interval=format_interval(m.ci_low, m.ci_high),
-        p_value=format_p(adjusted), p_raw=format_p(m.p_value),
+        change=format_change(m.change),
+        interval=format_interval(m.ci_low, m.ci_high) if test else NO_VALUE,
+        p_value=(format_p(adjusted) if adjusted is not None and adjusted < NOT_SIGNIFICANT
+                 else "n.s.") if test else NO_VALUE,
+        p_raw=format_p(m.p_value) if test else NO_VALUE,
+        p_adjusted=format_p(adjusted) if test else NO_VALUE,
         detectable=format_detectable(m.detectable), verdict=m.verdict,
-        evidence=_evidence(m), reason=m.reason,
+        evidence=_evidence(m), reason=_reason(m),
     )
+
+
+def _reason(m: MetricComparison) -> str:
+    if m.verdict == "inconclusive" and m.rounds_needed and "would settle" not in m.reason:
+        return f"{m.reason}; about {m.rounds_needed} rounds per side would settle it"
+    return m.reason
+
+
+LONG_REASON = 60  # characters: a shorter reason shared by several rows stays in the rows
+SETTLE = re.compile(r"; about \d+ rounds per side would settle it$")
+
+
+def _evidence_text(row: MetricRow) -> str:
+    """A row's evidence without a threshold its reason already states ("within the 1% ...")."""
+    parts = [p for p in row.evidence.split(", ")
+             if not (p.startswith("relative threshold ") and p.split()[-1] in row.reason)]
+    return ", ".join(parts)
+
+
+def _noted(rows: list[MetricRow]) -> tuple[tuple[MetricRow, ...], tuple[str, ...]]:
+    """Rows and their group's notes: each evidence text once, and each reason shared by several
+    rows once; rows then carry the letter of their note instead of the text."""
+    evidence = [_evidence_text(row) for row in rows]
+    texts = list(dict.fromkeys(evidence))
+    notes: list[str] = []
+    letters: dict[str, str] = {}
+
+    def letter(text: str, kind: str) -> str:
+        if text not in letters:
+            letters[text] = chr(ord("a") + len(letters))
+            notes.append(f"({letters[text]}) {kind}{text}")
+        return letters[text]
+
+    if len(texts) == 1:
+        notes.append(f"evidence: {texts[0]}")
+    mains = [SETTLE.sub("", row.reason) for row in rows]
+    shared = {text for text in mains if mains.count(text) > 1 and len(text) > LONG_REASON}
+    out = []
+    for row, text, main in zip(rows, evidence, mains, strict=True):
+        marks = [letter(text, "evidence: ")] if len(texts) > 1 else []
+        reason = row.reason
+        if main in shared:
+            marks.append(letter(main, ""))
+            reason = f"see ({letters[main]})" + row.reason[len(main):]
+        out.append(replace(row, note=",".join(marks), reason=reason))
+    return tuple(out), tuple(notes)
+
+
+def _minor(row: MetricRow) -> bool:
+    """Rows folded away: not gated, and neither a regression nor an improvement."""
+    return not row.gate and row.verdict in ("unchanged", "inconclusive")
+
+
+Groups = tuple[tuple[str, tuple[MetricRow, ...]], ...]
+
+
+def _table(title: str, groups: list[tuple[str, list[MetricRow]]]) -> StepTable:
+    """A StepTable with the gated or changed rows shown and the others folded, each part with
+    its own notes (a folded row's evidence is not listed above the shown rows)."""
+    major: list[tuple[str, tuple[MetricRow, ...]]] = []
+    minor: list[tuple[str, tuple[MetricRow, ...]]] = []
+    notes: dict[str, tuple[str, ...]] = {}
+    minor_notes: dict[str, tuple[str, ...]] = {}
+    for name, rows in groups:
+        for part, target, texts in ((False, major, notes), (True, minor, minor_notes)):
+            chosen, lines = _noted([r for r in rows if _minor(r) == part])
+            if chosen:
+                target.append((name, chosen))
+                texts[name] = lines
+    return StepTable(title, tuple(major), notes, tuple(minor), minor_notes)
 
 
 def ordered(metrics: Iterable[MetricComparison]) -> list[MetricComparison]:
@@ -198,19 +314,60 @@ def ordered(metrics: Iterable[MetricComparison]) -> list[MetricComparison]:
     return sorted(metrics, key=_order)
 
 
+def _per_endpoint(m: MetricComparison) -> bool:
+    """Rows shown in the per-endpoint table (instruction counts stay with their tier)."""
+    return endpoint_of(m) is not None and _group(m) != "instructions"
+
+
+def _steps(metrics: Iterable[MetricComparison]) -> list[float | None]:
+    return sorted({m.step for m in metrics}, key=lambda s: (s is not None, s or 0.0))
+
+
 def step_tables(comparison: Comparison) -> list[StepTable]:
-    """One table per rate step (whole-run metrics first), rows grouped by kind of evidence."""
-    steps = sorted({m.step for m in comparison.metrics}, key=lambda s: (s is not None, s or 0.0))
+    """One table per rate step (whole-run metrics first), rows grouped by kind of evidence.
+
+    Per-endpoint rows are left out here; endpoint_tables() shows them.
+    """
+    mix = [m for m in comparison.metrics if not _per_endpoint(m)]
+    steps = _steps(comparison.metrics)
     tables = []
     for step in steps:
-        metrics = ordered(m for m in comparison.metrics if m.step == step)
-        groups = tuple(
-            (title, tuple(metric_row(m) for m in metrics if _group(m) == name))
-            for name, title in GROUPS
-        )
+        metrics = ordered(m for m in mix if m.step == step)
+        groups = [(title, [metric_row(m) for m in metrics if _group(m) == name])
+                  for name, title in GROUPS]
         title = _step_title(step) or ("whole run" if len(steps) > 1 else "")
-        tables.append(StepTable(title, tuple((t, rows) for t, rows in groups if rows)))
+        tables.append(_table(title, [g for g in groups if g[1]]))
+    return [t for t in tables if t.groups or t.minor]
+
+
+def endpoint_tables(comparison: Comparison) -> list[StepTable]:
+    """Per-endpoint rows, one table per rate step, one group per endpoint (labels without it)."""
+    per = [m for m in comparison.metrics if _per_endpoint(m)]
+    tables = []
+    for step in _steps(per):
+        metrics = ordered(m for m in per if m.step == step)
+        groups = [(endpoint, [replace(metric_row(m), label=_bare_label(m))
+                              for m in metrics if endpoint_of(m) == endpoint])
+                  for endpoint in sorted({endpoint_of(m) or "" for m in metrics})]
+        tables.append(_table(_step_title(step), groups))
     return tables
+
+
+def side_names(comparison: Comparison) -> tuple[str, str]:
+    """What tells the two sides apart, for titles: the label, plus the [variables] that differ
+    ("baseline db=blocking") and, when the labels do not already differ, the commits."""
+    base, cand = comparison.baseline, comparison.candidate
+    bv, cv = base.experiment.variables, cand.experiment.variables
+    differ = sorted(k for k in set(bv) | set(cv) if bv.get(k) != cv.get(k))
+    names = []
+    for results, values in ((base, bv), (cand, cv)):
+        extra = [f"{k}={values[k]}" for k in differ if k in values]
+        commit = results.environment.get("subject_commit")
+        commits = {base.environment.get("subject_commit"), cand.environment.get("subject_commit")}
+        if not extra and base.label in ("baseline", "candidate") and len(commits) > 1 and commit:
+            extra.append(f"at {str(commit)[:10]}")
+        names.append(" ".join([results.label, *extra]))
+    return names[0], names[1]
 
 
 def safe_url(url: Any) -> str | None:
@@ -243,6 +400,14 @@ def environment_rows(comparison: Comparison) -> list[dict[str, Any]]:
 def _rounds_text(results: Results) -> str:
     valid = sum(1 for r in results.rounds if r.valid)
     return f"{len(results.rounds)} ({valid})"
+
+
+def shown_warnings(comparison: Comparison) -> list[str]:
+    """The comparison's warnings, without the one that repeats the inconclusive-metrics list
+    (the report shows that list in its own box)."""
+    listed = bool(inconclusive_gated(comparison))
+    return [w for w in comparison.warnings
+            if not (listed and w.startswith("WARNING:") and "inconclusive" in w)]
 
 
 def inconclusive_gated(comparison: Comparison) -> list[str]:
@@ -289,8 +454,10 @@ def _statement_row(row: dict[str, Any]) -> dict[str, Any]:
     average = total / calls if isinstance(total, (int, float)) and calls else None
     callers = [f"{c.get('where', '?')} ({_seconds(c.get('total'))}, {_count(c.get('calls'))} calls)"
                for c in row.get("callers", [])[:5]]
+    statement = str(row.get("statement", ""))
     return {
-        "statement": str(row.get("statement", "")), "operation": str(row.get("operation", "")),
+        "statement": statement, "short": shorten(statement),
+        "operation": str(row.get("operation", "")),
         "calls": _count(calls), "total": _seconds(total), "max": _seconds(row.get("max")),
         "average": _seconds(average), "min": _seconds(row.get("min")),
         "rows": _count(row.get("rows")), "callers": callers,
@@ -298,8 +465,9 @@ def _statement_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _change_row(row: dict[str, Any], name_key: str) -> dict[str, Any]:
+    name = str(row.get(name_key, ""))
     return {
-        "name": str(row.get(name_key, "")), "operation": str(row.get("operation", "")),
+        "name": name, "short": shorten(name), "operation": str(row.get("operation", "")),
         "baseline_total": _seconds(row.get("baseline_total")),
         "candidate_total": _seconds(row.get("candidate_total")),
         "total_change": _signed_seconds(row.get("total_change")),
@@ -315,6 +483,59 @@ def _by_total(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: -float(r.get("total") or 0.0))
 
 
+_TABLES = re.compile(r"\b(?:FROM|JOIN|INTO|UPDATE|TABLE)\s+[\"`\[]?([A-Za-z_][\w.]*)",
+                     re.IGNORECASE)
+
+
+def _tables(statement: str) -> frozenset[str]:
+    return frozenset(name.lower() for name in _TABLES.findall(statement))
+
+
+def _caller_key(where: Any) -> tuple[str, str] | None:
+    """("file", "function") of "file:line function [via ...]": the line may move in an edit."""
+    if not where:
+        return None
+    head = str(where).split(" via ", 1)[0]
+    place, _, function = head.partition(" ")
+    return place.rsplit(":", 1)[0], function
+
+
+def _only_in(row: dict[str, Any], side: str) -> bool:
+    other = "candidate" if side == "baseline" else "baseline"
+    return bool(row.get(f"{side}_calls")) and not row.get(f"{other}_calls")
+
+
+def paired_changes(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Statement changes with replacements paired: a statement only the baseline ran and one only
+    the candidate ran, from the same caller (file and function) on the same tables, become one
+    "changed" row (statement "old → new", "replaced" holding the old text), ranked again by the
+    change in total time. Unpaired rows stay as they are."""
+    removed = [r for r in rows if _only_in(r, "baseline")]
+    used: set[int] = set()
+    out = []
+    for row in rows:
+        if id(row) in used or not _only_in(row, "candidate"):
+            continue
+        key, tables = _caller_key(row.get("top_caller")), _tables(str(row.get("statement", "")))
+        match = next((old for old in removed if id(old) not in used and key is not None
+                      and _caller_key(old.get("top_caller")) == key
+                      and _tables(str(old.get("statement", ""))) == tables and tables), None)
+        if match is None:
+            continue
+        used.update((id(row), id(match)))
+        base_total, cand_total = match.get("baseline_total") or 0.0, row.get("candidate_total")
+        out.append({
+            **row, "statement": f"{match.get('statement', '')} → {row.get('statement', '')}",
+            "replaced": match.get("statement"), "operation": "changed",
+            "baseline_total": base_total, "baseline_calls": match.get("baseline_calls"),
+            "total_change": (cand_total or 0.0) - base_total,
+            "calls_change": (row.get("candidate_calls") or 0) - (match.get("baseline_calls") or 0),
+        })
+    out += [r for r in rows if id(r) not in used]
+    return sorted(out, key=lambda r: (-abs(float(r.get("total_change") or 0.0)),
+                                      -abs(float(r.get("calls_change") or 0.0))))
+
+
 def queries_view(details: dict[str, Any]) -> dict[str, Any] | None:
     """The query breakdown (thesis Tables 6.4/6.5) and the "what changed" rankings, as strings."""
     queries = details.get("queries")
@@ -327,7 +548,8 @@ def queries_view(details: dict[str, Any]) -> dict[str, Any] | None:
                        "hidden": max(0, len(rows) - TOP_ROWS)}
     return {
         "sides": sides,
-        "changes": [_change_row(r, "statement") for r in (queries.get("changes") or [])[:10]],
+        "changes": [_change_row(r, "statement")
+                    for r in paired_changes(list(queries.get("changes") or []))[:10]],
         "caller_changes": [_change_row(r, "where")
                            for r in (queries.get("caller_changes") or [])[:10]],
     }
@@ -356,3 +578,166 @@ def functions_view(details: dict[str, Any]) -> list[dict[str, str]] | None:
             "relative": format_change(relative),
         })
     return rows
+
+
+# ---------------------------------------------------------------- the answer first
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One change that matters, as the report's first lines state it, with its likely causes."""
+
+    text: str  # "search: response time average 21.3 ms → 42.1 ms (+97.9%, slower)"
+    verdict: str
+    gate: bool
+    causes: tuple[str, ...]
+
+
+MAX_FINDINGS = 3
+SHORT_SQL = 90  # characters of a statement shown before "…"
+
+
+def shorten(text: str, limit: int = SHORT_SQL) -> str:
+    """Whitespace collapsed and cut at `limit` characters with an ellipsis."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[:limit - 1].rstrip() + "…"
+
+
+def _family(m: MetricComparison) -> str:
+    """Metrics that tell the same story share a family: one finding per family and endpoint."""
+    if m.metric.startswith("latency_") or m.metric == "service_mean":
+        return "latency"
+    return m.metric
+
+
+def _direction(m: MetricComparison) -> str:
+    if m.verdict not in ("regression", "improvement"):
+        return m.verdict
+    worse = m.verdict == "regression"
+    if _family(m) == "latency" or m.metric.startswith("cpu_"):
+        return "slower" if worse else "faster"
+    return "worse" if worse else "better"
+
+
+def _rank(m: MetricComparison) -> tuple[int, float]:
+    order = {("regression", True): 0, ("improvement", True): 1, ("regression", False): 2,
+             ("improvement", False): 3}
+    size = abs(m.change) if m.change is not None and math.isfinite(m.change) else math.inf
+    return order.get((m.verdict, m.gate), 9), -size
+
+
+def _split_mix(comparison: Comparison) -> set[tuple[str, float | None]]:
+    """(metric, step) pairs that were judged per endpoint: their mix rows are not findings."""
+    return {(m.metric, m.step) for m in comparison.metrics if endpoint_of(m) is not None
+            and m.gate}
+
+
+def _query_cause(details: dict[str, Any], worse: bool) -> str | None:
+    """The statement whose total time moved most in the finding's direction, and its caller."""
+    rows = paired_changes(list((details.get("queries") or {}).get("changes") or []))
+    for row in rows:
+        change = row.get("total_change") or 0.0
+        calls = row.get("calls_change") or 0.0
+        moved = change if change else calls
+        if (moved > 0) == worse and moved:
+            caller = row.get("top_caller")
+            parts = [f"total time {_signed_seconds(change)}" if change else "",
+                     f"calls {_signed_count(calls)}" if calls else "",
+                     f"called from {caller}" if caller else ""]
+            what = (f"query {shorten(row['replaced'], 50)} replaced by "
+                    f"{shorten(row.get('statement', '').split(' → ', 1)[-1], 50)}"
+                    if row.get("replaced") else f"query {shorten(row.get('statement', ''), 70)}")
+            return f"{what}: " + ", ".join(p for p in parts if p)
+    return None
+
+
+def _function_cause(details: dict[str, Any], key: str, endpoint: str | None, worse: bool,
+                    what: str) -> str | None:
+    """The function whose cost per request moved most in the finding's direction."""
+    for row in details.get(key) or []:
+        change = row.get("change")
+        if not isinstance(change, (int, float)) or not change or (change > 0) != worse:
+            continue
+        if endpoint is not None and row.get("endpoint") not in (None, "", endpoint):
+            continue
+        unit = {"lines": "line events"}.get(row.get("unit", "instr"), row.get("unit", "instr"))
+        amount = (f"{change:+.3g} {unit}" if unit != "instr"
+                  else ("+" if change > 0 else "-") + format_value(abs(change), "instr"))
+        return f"{what} {row.get('function', '?')}: {amount} per request"
+    return None
+
+
+NO_QUERY_CAUSE = frozenset({"errors", "response_bytes_per_request"})
+
+
+def findings(comparison: Comparison) -> list[Finding]:
+    """The two or three changes that matter, each with its most likely causes.
+
+    Gated regressions first, then gated improvements, then reported-only regressions, each by
+    size; one per metric family and endpoint, and never a mix row whose endpoints were judged.
+    A query, Python-function or C-function change is named as the cause of the first finding
+    that moved the same way (a slower statement explains a slower endpoint, not a faster one).
+    """
+    split = _split_mix(comparison)
+    chosen: list[MetricComparison] = []
+    seen: set[tuple[str, str | None]] = set()
+    candidates = [m for m in comparison.metrics if m.verdict in ("regression", "improvement")]
+    for m in sorted(candidates, key=_rank):
+        endpoint = endpoint_of(m)
+        if endpoint is None and (m.metric, m.step) in split:
+            continue
+        if endpoint is not None and not m.gate and (m.metric, m.step) not in split \
+                and m.verdict == "improvement":
+            continue
+        family = (_family(m), endpoint)
+        if family in seen:
+            continue
+        seen.add(family)
+        chosen.append(m)
+        if len(chosen) == MAX_FINDINGS:
+            break
+    details = comparison.details
+    used: set[str] = set()
+    out = []
+    for m in chosen:
+        endpoint, worse = endpoint_of(m), m.verdict == "regression"
+        causes = []
+        if m.metric not in NO_QUERY_CAUSE:
+            for cause in (
+                _query_cause(details, worse),
+                _function_cause(details, "python_functions", endpoint, worse, "Python function"),
+                _function_cause(details, "functions", endpoint, worse, "C function"),
+            ):
+                if cause and cause not in used:
+                    causes.append(cause)
+                    used.add(cause)
+        step = f" @ {_step_title(m.step)}" if m.step is not None else ""
+        label = _bare_label(m) + step
+        where = f"{endpoint}: {label}" if endpoint else f"{label}:"
+        text = (f"{where} {format_value(m.baseline, m.unit)} → "
+                f"{format_value(m.candidate, m.unit)} ({format_change(m.change)}, "
+                f"{_direction(m)})")
+        out.append(Finding(text=text, verdict=m.verdict, gate=m.gate, causes=tuple(causes)))
+    return out
+
+
+def python_functions_view(details: dict[str, Any]) -> list[dict[str, str]] | None:
+    """Python functions whose line events (or calls) per request changed most
+    (harness.pyfunctions), the project's own functions first."""
+    rows = details.get("python_functions")
+    if not rows:
+        return None
+    out = []
+    for row in rows[:TOP_ROWS]:
+        before, change = row.get("baseline"), row.get("change")
+        unit = "line events" if row.get("unit") == "lines" else "calls"
+        out.append({
+            "endpoint": str(row.get("endpoint", "")),
+            "function": str(row.get("function", "")),
+            "unit": unit,
+            "baseline": _count(before), "candidate": _count(row.get("candidate")),
+            "change": _signed_count(change),
+            "relative": _relative(before, row.get("candidate")),
+            "calls": f"{_count(row.get('calls_baseline'))} → {_count(row.get('calls_candidate'))}",
+        })
+    return out

@@ -92,4 +92,14 @@ def test_labels_with_dollar_signs_and_empty_sides_still_plot(tmp_path):
     path = plots.response_times(odd, _side("b", 1.0), tmp_path / "odd.png")
     assert path.read_bytes()[:8] == PNG
     fig = plots.response_times_figure(odd, odd)
-    assert fig.axes[0].get_title() == "baseline: fix-\\$HOME-\\$PATH"
+    assert fig.axes[0].get_title() == "baseline fix-\\$HOME-\\$PATH: response time of each request"
+
+
+def test_titles_name_the_label_and_what_is_plotted_never_the_role_twice():
+    fig = plots.ecdf_figure(_side("baseline", 1.0), _side("candidate", 2.0),
+                            xlabel="response time (ms)", what="response time ECDF")
+    assert [ax.get_title() for ax in fig.axes] == [
+        "baseline: response time ECDF", "candidate: response time ECDF"]
+    fig = plots.throughput_figure(_side("main", 1.0), _side("db=worker", 1.0))
+    assert [ax.get_title() for ax in fig.axes] == [
+        "baseline main: responses per second", "candidate db=worker: responses per second"]

@@ -129,7 +129,34 @@ def test_change_table_puts_counters_first_then_instructions_then_timing(regressi
     assert [title.split(":")[0] for title, _ in tables[0].groups] == [
         "Counters", "Instructions under valgrind", "Timing"]
     timing = [row.key for row in dict(tables[1].groups)["Timing: judged on round values"]]
-    assert timing == ["latency_mean@5/s", "responses_per_s@5/s", "latency_p99@5/s"]
+    assert timing == ["latency_mean@5/s", "responses_per_s@5/s"]
+    # latency_p99 neither gates nor changed: folded away, in the same order of groups
+    assert [row.key for _, rows in tables[1].minor for row in rows] == ["latency_p99@5/s"]
+
+
+def test_evidence_is_stated_once_per_group_and_p_values_only_where_a_test_decided(regression):
+    tables = view.step_tables(regression)
+    counters = dict(tables[0].groups)["Counters: exact or nearly so, the most reliable evidence"]
+    assert tables[0].notes["Counters: exact or nearly so, the most reliable evidence"] == (
+        "evidence: counter, 1 round per side",)
+    assert all(row.p_value == "n/a" and row.interval == "n/a" for row in counters)
+    timing = dict(tables[1].groups)["Timing: judged on round values"]
+    assert timing[0].p_value == "0.032" and timing[0].interval != "n/a"
+    few = replace(regression.metrics[3], baseline_rounds=(0.01,), candidate_rounds=(0.02,))
+    assert view.metric_row(few).p_value == "n/a"  # 1 + 1 rounds: no test could decide
+
+
+def test_a_long_reason_shared_by_rows_is_written_once():
+    long = "with 2 + 2 rounds the rank test cannot go below p = 0.33, more rounds are needed"
+    rows = [comparisons.metric(key, "inconclusive", 0.01, 0.011, gate=True, reason=long)
+            for key in ("latency_mean", "latency_p99")]
+    rows[1] = replace(rows[1], reason=long + "; about 9 rounds per side would settle it")
+    comparison = replace(comparisons.comparison(), metrics=tuple(rows))
+    (table,) = view.step_tables(comparison)
+    (_, shown), = table.groups
+    assert [row.reason for row in shown] == [
+        "see (a)", "see (a); about 9 rounds per side would settle it"]
+    assert f"(a) {long}" in table.notes["Timing: judged on round values"]
 
 
 def test_query_breakdown_has_the_thesis_columns_and_ranks_the_change(written):
@@ -262,3 +289,40 @@ def test_intervals_p_values_and_detectable_change():
     assert view.format_p(0.0079) == "0.0079"
     assert view.format_p(0.00001) == "<0.001"
     assert view.format_detectable(0.12) == "±12.0%"
+
+
+def test_the_inconclusive_warning_is_not_repeated_beside_its_own_list(regression):
+    repeated = "WARNING: 1 gated metric(s) inconclusive (latency_mean@10/s): could not tell"
+    comparison = replace(regression, warnings=(repeated, "driver lag p99 was 3 ms"))
+    assert view.shown_warnings(comparison) == ["driver lag p99 was 3 ms"]
+
+
+def test_p_values_of_tests_that_found_nothing_read_not_significant(regression):
+    row = view.metric_row(next(m for m in regression.metrics if m.key == "latency_p99@5/s"))
+    assert row.p_value == "n.s." and row.p_adjusted == "1.000" and row.p_raw == "0.420"
+
+
+def _change(statement, base_calls, cand_calls, base_total, cand_total, caller):
+    return {"statement": statement, "operation": "execute", "baseline_calls": base_calls,
+            "candidate_calls": cand_calls, "calls_change": cand_calls - base_calls,
+            "baseline_total": base_total, "candidate_total": cand_total,
+            "total_change": cand_total - base_total, "top_caller": caller}
+
+
+def test_a_rewritten_query_is_one_changed_row_not_one_removed_and_one_added():
+    rows = [
+        _change("SELECT * FROM torrents WHERE title LIKE ?", 0, 100, 0.0, 0.9,
+                "app/search.py:90 search via orm/core.py:4298 _fetch_objects"),
+        _change("SELECT id FROM torrents WHERE title = ?", 100, 0, 0.2, 0.0,
+                "app/search.py:88 search"),
+        _change("INSERT INTO log VALUES (?)", 0, 5, 0.0, 0.01, "app/search.py:95 search"),
+    ]
+    paired = view.paired_changes(rows)
+    assert [r["operation"] for r in paired] == ["changed", "execute"]
+    top = paired[0]
+    assert top["statement"] == ("SELECT id FROM torrents WHERE title = ? → "
+                                "SELECT * FROM torrents WHERE title LIKE ?")
+    assert top["total_change"] == pytest.approx(0.7) and top["calls_change"] == 0
+    comparison = replace(comparisons.comparison(), details={"queries": {"changes": rows}})
+    (finding, *_) = view.findings(comparison)
+    assert "replaced by SELECT * FROM torrents" in finding.causes[0]
