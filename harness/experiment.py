@@ -58,6 +58,11 @@ class Subject:
     ready: Readiness = field(default_factory=Readiness)
     stop_timeout: float = 10.0
     python: bool | None = None  # None: detect (command starts with {python} or a python binary)
+    # the subject's own environment in `harness perf` (harness.environments)
+    interpreter: str | None = None  # `python = "3.10"` or a path; None: the harness' interpreter
+    requirements: tuple[str, ...] = ()  # dependency files in the tree; (): detected
+    install: tuple[tuple[str, ...], ...] = ()  # extra install commands, {python} = the env's
+    prepare: tuple[tuple[str, ...], ...] = ()  # once per side and environment, cached
 
 
 @dataclass(frozen=True)
@@ -162,7 +167,11 @@ class Experiment:
 # --- placeholders -------------------------------------------------------------------------------
 
 # filled in by the runner for each instance; every other {name} must be a [variables] key
-RUNTIME_PLACEHOLDERS = ("python", "port", "state_dir", "instance", "peers", "out_dir")
+RUNTIME_PLACEHOLDERS = ("python", "port", "state_dir", "instance", "peers", "out_dir",
+                        "prepare_dir")
+# filled in when the experiment is loaded: the folder holding the experiment file, so helper
+# scripts next to it are found by both sides of a perf session
+LOAD_PLACEHOLDERS = ("experiment_dir",)
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -282,6 +291,29 @@ def _strings(value: Any) -> dict[str, str]:
     return dict(value)
 
 
+def _python(value: Any) -> bool | str:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    raise ConfigError(f'expected true/false or an interpreter, got {_show(value)} (e.g. "3.10", '
+                      f'"/usr/bin/python3.12" or true)')
+
+
+def _paths(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f'expected an array of file paths, got {_show(value)} '
+                          f'(e.g. ["requirements.txt"])')
+    return tuple(value)
+
+
+def _commands(value: Any) -> tuple[tuple[str, ...], ...]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f'expected an array of commands, got {_show(value)} '
+                          f'(e.g. [["{{python}}", "scripts/prepare.py", "{{prepare_dir}}"]])')
+    return tuple(_arguments(item) for item in value)
+
+
 def _instance_numbers(value: Any) -> tuple[int, ...]:
     numbers = [value] if isinstance(value, int) and not isinstance(value, bool) else value
     if not isinstance(numbers, list) or not numbers or not all(
@@ -381,7 +413,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         Key("setup", "array", None),
         Key("ready", "table", None),
         Key("stop_timeout", "duration", _positive_duration),
-        Key("python", "boolean", _boolean),
+        Key("python", "boolean or string (version or path)", _python),
+        Key("requirements", "array of strings (paths)", _paths),
+        Key("install", "array of commands", _commands),
+        Key("prepare", "array of commands", _commands),
     ),
     "subject.setup": _keys(
         Key("command", "array of strings", _arguments),
@@ -623,6 +658,15 @@ def _subject(problems: _Problems, raw: Any, variables: Mapping[str, str]) -> Sub
     }
     if "cwd" in fields:
         fields["cwd"] = _template(problems, (*path, "cwd"), fields["cwd"], variables, runtime=False)
+    if isinstance(fields.get("python"), str):
+        fields["interpreter"] = _template(problems, (*path, "python"), fields.pop("python"),
+                                          variables, runtime=False)
+    for key in ("install", "prepare"):
+        if key in fields:
+            fields[key] = tuple(
+                tuple(_template(problems, (*path, key, i), arg, variables, runtime=True)
+                      for arg in command)
+                for i, command in enumerate(fields[key]))
     instances = fields.get("instances", 1)
     if "setup" in fields:
         fields["setup"] = _setup(problems, fields["setup"], variables, instances)
@@ -792,16 +836,17 @@ def _check(path: Path, overrides: Mapping[str, str]) -> tuple[Experiment | None,
     problems = _Problems(str(path), KeyLines(text))
     top = _read(problems, (), data, "") or {}
     variables = _variables(problems, data.get("variables", {}), overrides)
-    subject = _subject(problems, data.get("subject"), variables)
+    filled = {"experiment_dir": str(path.resolve().parent), **variables}
+    subject = _subject(problems, data.get("subject"), filled)
     instances = subject.instances if subject else 1
     workload = None
     if "workload" in data:
-        workload = _workload(problems, data["workload"], variables, instances)
+        workload = _workload(problems, data["workload"], filled, instances)
     scenario: tuple[ScenarioLine, ...] | None = None
     texts: tuple[str, ...] = ()
     later: list[str] = []
     if "scenario" in top:
-        scenario, texts, later = _scenario(problems, path, top["scenario"], variables, instances)
+        scenario, texts, later = _scenario(problems, path, top["scenario"], filled, instances)
     later += _what_runs(problems, "workload" in data, scenario)
     experiment = Experiment(
         name=top.get("name", path.stem),

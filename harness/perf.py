@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import random
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,20 +24,12 @@ from harness.process import sigterm_as_interrupt
 from harness.report import write_reports
 from harness.results import Results, Round, load_results, save_results
 from harness.runner import build_results, rate_steps, run_round, with_instructions
+from harness.sides import Side, build_candidate, enter_baseline
 from harness.units import parse_duration
-from harness.worktree import Checkout, baseline_checkout, default_baseline_ref, project_root
+from harness.worktree import project_root
 
 DEFAULT_EXPERIMENT = Path("experiments") / "api-quick.toml"
 TIMING = "timing"
-
-
-@dataclass(frozen=True)
-class Side:
-    """One side of the session: its label, its experiment (variables may differ) and its code."""
-
-    label: str
-    experiment: Experiment
-    checkout: Checkout
 
 
 @dataclass(frozen=True)
@@ -103,7 +94,8 @@ class Session:
         side = self.sides[label]
         results = build_results(side.experiment, self.rounds[label], label=label,
                                 project_root=side.checkout.root, python=side.checkout.python)
-        session = {"mode": "interleaved", "seed": self.seed, "order": list(self.order), **extra}
+        session = {"mode": "interleaved", "seed": self.seed, "order": list(self.order), **extra,
+                   "code": side.checkout.describe()}
         return dataclasses.replace(results, session=session,
                                    instructions=self.instructions[label])
 
@@ -153,7 +145,8 @@ def _candidate_only(side: Side, *, rounds: int, work_dir: Path, log: Callable[[s
                             project_root=side.checkout.root, python=side.checkout.python)
     results = with_instructions(results, side.experiment, work_dir=work_dir / "instructions",
                                 project_root=side.checkout.root, python=side.checkout.python)
-    return dataclasses.replace(results, session={"mode": "candidate-only", "rounds": rounds})
+    return dataclasses.replace(results, session={"mode": "candidate-only", "rounds": rounds,
+                                                 "code": side.checkout.describe()})
 
 
 def run_perf(
@@ -161,6 +154,7 @@ def run_perf(
     experiment_path: Path | None,
     out_dir: Path,
     baseline_ref: str | None = None,
+    baseline_dir: Path | None = None,
     baseline_file: Path | None = None,
     baseline_jenkins: str | None = None,
     overrides: dict[str, str] | None = None,
@@ -194,9 +188,7 @@ def run_perf(
     pairs = rounds or candidate_exp.rounds.perf_min
     out_dir.mkdir(parents=True, exist_ok=True)
     work_dir = out_dir / "work"
-    here = Checkout(root=root, commit=None, python=sys.executable)
-    candidate_side = Side("candidate", candidate_exp, here)
-
+    candidate_side = build_candidate(root, candidate_exp, log=log)
     with contextlib.ExitStack() as stack:
         stack.enter_context(sigterm_as_interrupt())  # an aborted Jenkins build cleans up too
         if baseline_jenkins:
@@ -214,8 +206,8 @@ def run_perf(
             if flagged and commit:
                 log(f"timing regression in {', '.join(flagged)} against the artifact; "
                     f"confirming on this machine against commit {commit[:12]}")
-                checkout = stack.enter_context(baseline_checkout(root, commit))
-                sides = (Side("baseline", baseline_exp, checkout), candidate_side)
+                sides = (enter_baseline(stack, root, baseline_exp, ref=commit, log=log),
+                         candidate_side)
                 baseline, candidate, confirmed, stop = run_session(
                     sides, pairs=pairs, budget=budget_s, seed=seed, work_dir=work_dir / "confirm",
                     started=started, log=log)
@@ -225,10 +217,9 @@ def run_perf(
                     "timing regression seen against the artifact could not be confirmed on this "
                     "agent: the artifact records no commit",))
         else:
-            ref = baseline_ref or default_baseline_ref(root)
-            log(f"baseline: {ref}; candidate: working tree at {root}")
-            checkout = stack.enter_context(baseline_checkout(root, ref))
-            sides = (Side("baseline", baseline_exp, checkout), candidate_side)
+            sides = (enter_baseline(stack, root, baseline_exp, ref=baseline_ref,
+                                    directory=baseline_dir, same_tree=bool(baseline_overrides),
+                                    log=log), candidate_side)
             baseline, candidate, comparison, stop = run_session(
                 sides, pairs=pairs, budget=budget_s, seed=seed, work_dir=work_dir,
                 started=started, log=log)
