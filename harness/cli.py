@@ -247,7 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(func(args))
     except HarnessError as exc:
-        print(f"harness: error: {exc}", file=sys.stderr)
+        from harness.secrets import redact
+
+        print(redact(f"harness: error: {exc}"), file=sys.stderr)
         return int(ExitCode.ERROR)
     except KeyboardInterrupt:
         print("harness: interrupted; subjects stopped, no partial results written", file=sys.stderr)

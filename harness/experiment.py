@@ -8,9 +8,11 @@ the harness, or the baseline environment's), {port}, {state_dir}, {instance} (1-
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import json
+import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from harness.errors import ConfigError
+from harness.secrets import register_secret
 from harness.tomllines import KeyLines, KeyPath
 from harness.units import parse_duration, parse_fraction, parse_rate
 
@@ -39,11 +42,14 @@ class SetupCommand:
 
 @dataclass(frozen=True)
 class Readiness:
-    """How to tell the subject is ready: an HTTP path answering 2xx, or a log line regex."""
+    """How to tell the subject is ready: an HTTP request answering as expected, or a log line."""
 
     http: str | None = "/health"
     log: str | None = None
     timeout: float = 60.0
+    method: str = "GET"
+    headers: dict[str, str] = field(default_factory=dict)
+    status: tuple[int, ...] = ()  # (): any 2xx
 
 
 @dataclass(frozen=True)
@@ -174,6 +180,9 @@ RUNTIME_PLACEHOLDERS = ("python", "port", "state_dir", "instance", "peers", "out
 LOAD_PLACEHOLDERS = ("experiment_dir",)
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# {env:NAME}: the value of an environment variable, read when the experiment is loaded and
+# treated as a secret from then on (harness.secrets.redact hides it in every output)
+_ENV_PLACEHOLDER = re.compile(r"\{env:([^{}]*)\}")
 
 
 def did_you_mean(word: str, choices: Iterable[str], *, prefix: str = "", suffix: str = "") -> str:
@@ -348,6 +357,15 @@ def _method(value: Any) -> str:
     return method
 
 
+def _statuses(value: Any) -> tuple[int, ...]:
+    values = value if isinstance(value, list) else [value]
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and 100 <= v <= 599
+                             for v in values):
+        raise ConfigError(f"expected an HTTP status or an array of them, got {_show(value)} "
+                          f"(e.g. 200 or [200, 401])")
+    return tuple(values)
+
+
 def _body(value: Any) -> str:
     if isinstance(value, dict):
         return json.dumps(value, sort_keys=True)
@@ -427,6 +445,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         Key("http", "string (path)", _http_path),
         Key("log", "string (regex)", _regex),
         Key("timeout", "duration", _positive_duration),
+        Key("method", "string", _method),
+        Key("headers", "table of strings", _strings),
+        Key("status", "integer or array of integers", _statuses),
     ),
     "workload": _keys(
         Key("rate", "rate", parse_rate),
@@ -442,6 +463,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         Key("connections", "integer", _integer(1, 10_000)),
         Key("driver", "string", _choice("harness")),  # JMeter is not wired in yet
         Key("seed", "integer", _integer(0)),
+        Key("headers", "table of strings", _strings),
         Key("endpoints", "array of tables", None),
     ),
     "workload.endpoints": _keys(
@@ -560,7 +582,27 @@ def _template(
             hint = did_you_mean(name, allowed, prefix="{", suffix="}")
             problems.add(path, f"unknown placeholder {{{name}}} ({hint}known: {known}; "
                                "declare your own in [variables])")
-    return _fill_variables(text, variables)
+    return _fill_environment(problems, path, _fill_variables(text, variables))
+
+
+def _fill_environment(problems: _Problems, path: KeyPath, text: str) -> str:
+    """Substitute {env:NAME} from the environment; each value becomes a secret to redact."""
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            problems.add(path, f"{{env:{name}}}: not an environment variable name (write "
+                               "{env:NAME} with letters, digits and '_')")
+            return match.group(0)
+        value = os.environ.get(name)
+        if value is None:
+            problems.add(path, f"{{env:{name}}}: environment variable {name} is not set (export "
+                               "it, or in Jenkins bind it with withCredentials)")
+            return match.group(0)
+        register_secret(value)
+        return value
+
+    return _ENV_PLACEHOLDER.sub(replace, text)
 
 
 def _variables(problems: _Problems, raw: Any, overrides: Mapping[str, str]) -> dict[str, str]:
@@ -625,10 +667,18 @@ def _setup(
     return tuple(out)
 
 
-def _readiness(problems: _Problems, raw: Any) -> Readiness:
-    fields = _read(problems, ("subject", "ready"), raw, "subject.ready")
+def _readiness(problems: _Problems, raw: Any, variables: Mapping[str, str]) -> Readiness:
+    path: KeyPath = ("subject", "ready")
+    fields = _read(problems, path, raw, "subject.ready")
     if not fields:
         return Readiness()
+    if "http" in fields:
+        fields["http"] = _template(problems, (*path, "http"), fields["http"], variables,
+                                   runtime=False)
+    fields["headers"] = {
+        name: _template(problems, (*path, "headers", name), value, variables, runtime=False)
+        for name, value in fields.get("headers", {}).items()
+    }
     if "http" in fields and "log" in fields:
         problems.add(("subject", "ready", "log"), "give http or log, not both (remove one)")
     elif "log" in fields:
@@ -671,7 +721,7 @@ def _subject(problems: _Problems, raw: Any, variables: Mapping[str, str]) -> Sub
     if "setup" in fields:
         fields["setup"] = _setup(problems, fields["setup"], variables, instances)
     if "ready" in fields:
-        fields["ready"] = _readiness(problems, fields["ready"])
+        fields["ready"] = _readiness(problems, fields["ready"], variables)
     return Subject(**fields)
 
 
@@ -744,6 +794,13 @@ def _workload(
                'requests = 200 for a count per step, duration = "40s" for a time per step'):
         fields.setdefault("requests", None)
     fields["endpoints"] = _endpoints(problems, fields.get("endpoints"), variables)
+    common = {
+        name: _template(problems, ("workload", "headers", name), value, variables, runtime=False)
+        for name, value in fields.pop("headers", {}).items()
+    }
+    if common:  # every endpoint sends them; its own headers win
+        fields["endpoints"] = tuple(dataclasses.replace(e, headers={**common, **e.headers})
+                                    for e in fields["endpoints"])
     if not 1 <= fields.get("instance", 1) <= instances:
         problems.add(("workload", "instance"), f"instance {fields['instance']} does not exist "
                                                f"(subject.instances is {instances})")

@@ -255,7 +255,9 @@ class SubjectGroup:
             if self._is_ready(instance, pattern):
                 return
             if time.monotonic() > deadline:
-                how = f"GET {ready.http} answering 2xx" if ready.http else f"log line /{ready.log}/"
+                answer = "/".join(map(str, ready.status)) if ready.status else "2xx"
+                how = (f"{ready.method} {ready.http} answering {answer}" if ready.http
+                       else f"log line /{ready.log}/")
                 raise SubjectError(
                     f"instance {instance.number} was not ready within {ready.timeout:g} s "
                     f"(waited for {how} on port {instance.port}); raise [subject.ready] timeout "
@@ -273,8 +275,10 @@ class SubjectGroup:
                     continue
             if not self.subject.ready.http:
                 return False
-        if self.subject.ready.http:
-            return http_ok(instance.url + self.subject.ready.http)
+        ready = self.subject.ready
+        if ready.http:
+            return http_ok(instance.url + ready.http, method=ready.method, headers=ready.headers,
+                           status=ready.status)
         return True
 
     def stop(self, numbers: Sequence[int] | None = None) -> None:
@@ -304,11 +308,16 @@ class SubjectGroup:
         )
 
 
-def http_ok(url: str, timeout: float = 1.0) -> bool:
-    """True if GET `url` answers 2xx within `timeout` (connection errors are False)."""
+def http_ok(url: str, timeout: float = 1.0, *, method: str = "GET",
+            headers: Mapping[str, str] | None = None, status: Sequence[int] = ()) -> bool:
+    """True if `method url` answers 2xx (or one of `status`) within `timeout`; errors are False."""
+    request = urllib.request.Request(url, method=method, headers=dict(headers or {}))
     try:
-        with _OPENER.open(url, timeout=timeout) as response:
-            return 200 <= response.status < 300
+        with _OPENER.open(request, timeout=timeout) as response:
+            code = response.status
+    except urllib.error.HTTPError as exc:  # 4xx/5xx arrive as exceptions
+        code = exc.code
     except (urllib.error.URLError, OSError, ValueError):
         return False
+    return code in status if status else 200 <= code < 300
 
