@@ -717,6 +717,9 @@ def _subject(problems: _Problems, raw: Any, variables: Mapping[str, str]) -> Sub
                 tuple(_template(problems, (*path, key, i), arg, variables, runtime=True)
                       for arg in command)
                 for i, command in enumerate(fields[key]))
+    if "prepare" not in raw and "{prepare_dir}" in repr(raw):
+        problems.add(path, "{prepare_dir} is used but there is no prepare step (add prepare = "
+                           '[["{python}", "prepare.py", "{prepare_dir}"]] or drop it)')
     instances = fields.get("instances", 1)
     if "setup" in fields:
         fields["setup"] = _setup(problems, fields["setup"], variables, instances)

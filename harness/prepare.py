@@ -56,10 +56,12 @@ def _fill(subject: Subject, prepare_dir: str) -> Subject:
 def prepare_side(subject: Subject, checkout: Checkout, *, cache: Path, label: str,
                  log: Callable[[str], None] | None = None) -> Subject:
     """Run the prepare commands for one side unless their output for these inputs is kept."""
+    if not subject.prepare:
+        return subject
     cwd = checkout.root / subject.cwd if subject.cwd else checkout.root
     key = _key(subject, checkout, cwd)
     out = cache / "prepared" / f"{key}-{label}"
-    if subject.prepare and not (out / MARKER).exists():
+    if not (out / MARKER).exists():
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
         values = {"python": checkout.python, "prepare_dir": str(out)}

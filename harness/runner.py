@@ -451,6 +451,18 @@ def build_results(experiment: Experiment, rounds: list[Round] | tuple[Round, ...
                    created_at=utc_now(), warnings=tuple(warnings), session={"order": order})
 
 
+def _prepared(experiment: Experiment, root: Path, python: str, label: str) -> Experiment:
+    """The experiment after its `[subject] prepare` step (run once, kept in .perf-cache)."""
+    if not experiment.subject.prepare:
+        return experiment
+    from harness.prepare import prepare_side
+    from harness.worktree import Checkout, cache_dir
+
+    subject = prepare_side(experiment.subject, Checkout(root=root, commit=None, python=python),
+                           cache=cache_dir(root), label=label, log=print)
+    return dataclasses.replace(experiment, subject=subject)
+
+
 def run_experiment(
     experiment: Experiment,
     *,
@@ -478,6 +490,7 @@ def run_experiment(
     target.unlink(missing_ok=True)
     work_dir = out_dir / "work"
     shutil.rmtree(work_dir, ignore_errors=True)
+    experiment = _prepared(experiment, root, python, label)
     collected: list[Round] = []
     with sigterm_as_interrupt(), Progress(count * len(steps), enabled=progress) as bar:
         for number in range(count):

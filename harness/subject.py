@@ -156,10 +156,12 @@ class SubjectGroup:
         values = self.values(instance)
         return list(expand(tuple(template), values))
 
-    def environment(self, instance: Instance) -> dict[str, str]:
+    def environment(self, instance: Instance, *, probed: bool = True) -> dict[str, str]:
         values = self.values(instance)
         env = dict(os.environ)
         env.update({k: expand((v,), values)[0] for k, v in self.subject.env.items()})
+        if not probed:  # setup commands: measured processes only get the probe hook
+            return env
         env, warnings = probes_mod.probe_environment(
             self.probes, data_dir=instance.probe_dir, base_env=env,
             is_python=is_python_command(self.subject, self.python),
@@ -201,7 +203,7 @@ class SubjectGroup:
             argv = self.command(setup.command, instance)
             log = instance.directory / f"setup-{number}.log"
             with open(log, "ab") as handle:
-                proc = self._spawn(argv, instance, handle, handle)
+                proc = self._spawn(argv, instance, handle, handle, probed=False)
                 try:
                     code = proc.wait(timeout=setup.timeout)
                 except subprocess.TimeoutExpired:
@@ -218,9 +220,10 @@ class SubjectGroup:
                     f"code {code}.\n{log_tail([log])}"
                 )
 
-    def _spawn(self, argv: list[str], instance: Instance, out: IO[Any], err: IO[Any]):
+    def _spawn(self, argv: list[str], instance: Instance, out: IO[Any], err: IO[Any], *,
+               probed: bool = True):
         try:
-            return start_process(argv, cwd=self.cwd, env=self.environment(instance),
+            return start_process(argv, cwd=self.cwd, env=self.environment(instance, probed=probed),
                                  stdout=out, stderr=err)
         except OSError as exc:
             raise SubjectError(
