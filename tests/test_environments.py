@@ -158,6 +158,8 @@ def test_each_side_runs_with_the_dependencies_its_own_commit_pins(pinned, tmp_pa
     assert candidate["uncommitted_changes"] is False
     assert "six 1.15.0" in _stdout(tmp_path / "out", "baseline")  # what really ran
     assert "six 1.16.0" in _stdout(tmp_path / "out", "candidate")
+    report = (tmp_path / "out" / "report.html").read_text()
+    assert "package six" in report and "1.15.0" in report and "1.16.0" in report
     assert "/.perf-cache/" in (pinned / ".git" / "info" / "exclude").read_text()
     assert _git(pinned, "status", "--porcelain") == ""  # the cache is never staged
 
