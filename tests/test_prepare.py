@@ -16,8 +16,10 @@ APP = ROOT / "tests" / "data" / "tiny_app.py"
 PREPARE = """\
 import os, pathlib, sys
 out = pathlib.Path(sys.argv[1])
-(out / "fill.txt").write_text("prepared by " + pathlib.Path(__file__).read_text().splitlines()[-1])
-with open(os.path.join(sys.argv[2], "runs.log"), "a") as log:  # counts the runs, and whether the probe hook was on
+last = pathlib.Path(__file__).read_text().splitlines()[-1]
+(out / "fill.txt").write_text("prepared by " + last)
+# counts the runs, and whether the probe hook was on
+with open(os.path.join(sys.argv[2], "runs.log"), "a") as log:
     log.write(os.environ.get("PERF_PROBES", "unprobed") + "\\n")
 # version 1
 """
