@@ -125,19 +125,22 @@ def _version_of(python: str) -> str:
     return proc.stdout.strip() if proc.returncode == 0 else ""
 
 
-def declarations(tree: Path, spec: EnvironmentSpec) -> list[Path]:
-    """The dependency files of one tree: those the experiment names, else the usual ones."""
+def declarations(tree: Path, spec: EnvironmentSpec, *, missing_ok: bool = False) -> list[Path]:
+    """The dependency files of one tree: those the experiment names, else the usual ones.
+
+    With `missing_ok` (a baseline older than the change that added the named files), a tree
+    holding none of them is read as if none were named.
+    """
     if spec.requirements:
-        found = []
-        for name in spec.requirements:
-            path = tree / name
-            if not path.is_file():
-                raise ConfigError(
-                    f"[subject] requirements: {name} is not in {tree}. Name files that this "
-                    f"side's tree holds (paths relative to its top), or remove the key."
-                )
-            found.append(path)
-        return found
+        found = [tree / name for name in spec.requirements if (tree / name).is_file()]
+        missing = [name for name in spec.requirements if not (tree / name).is_file()]
+        if missing and not (missing_ok and not found):
+            raise ConfigError(
+                f"[subject] requirements: {', '.join(missing)} not in {tree}. Name files that "
+                f"this side's tree holds (paths relative to its top), or remove the key."
+            )
+        if found:
+            return found
     if (tree / "requirements.txt").is_file():
         return [tree / "requirements.txt"]
     if _pyproject_dependencies(tree / "pyproject.toml"):
@@ -247,7 +250,7 @@ def side_environment(cache: Path, tree: Path, spec: EnvironmentSpec, *, label: s
     if not version:
         raise ConfigError(f"{interpreter}: does not run as a Python interpreter; fix "
                           f"[subject] python.")
-    files = declarations(tree, spec)
+    files = declarations(tree, spec, missing_ok=label == "baseline")
     key = _key(interpreter, version, files, tree, spec)
     env = cache / "envs" / f"{key}-{label}"
     python = str(env_python(env))

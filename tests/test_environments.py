@@ -89,8 +89,11 @@ def test_declarations_are_named_files_else_requirements_else_pyproject(tmp_path)
     (tmp_path / "deps.txt").write_text("six\n")
     named = EnvironmentSpec(requirements=("deps.txt",))
     assert declarations(tmp_path, named) == [tmp_path / "deps.txt"]
-    with pytest.raises(ConfigError, match="missing.txt is not in"):
+    with pytest.raises(ConfigError, match="missing.txt not in"):
         declarations(tmp_path, EnvironmentSpec(requirements=("missing.txt",)))
+    # a baseline from before the change that added the named file: the usual files count
+    older = declarations(tmp_path, EnvironmentSpec(requirements=("missing.txt",)), missing_ok=True)
+    assert older == [tmp_path / "requirements.txt"]
 
 
 @pytest.mark.integration
