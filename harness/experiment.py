@@ -69,6 +69,7 @@ class Subject:
     requirements: tuple[str, ...] = ()  # dependency files in the tree; (): detected
     install: tuple[tuple[str, ...], ...] = ()  # extra install commands, {python} = the env's
     prepare: tuple[tuple[str, ...], ...] = ()  # once per side and environment, cached
+    network: str = "host"  # "loopback": a private network namespace, loopback only (Linux)
 
 
 @dataclass(frozen=True)
@@ -435,6 +436,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         Key("requirements", "array of strings (paths)", _paths),
         Key("install", "array of commands", _commands),
         Key("prepare", "array of commands", _commands),
+        Key("network", "string", _choice("host", "loopback")),
     ),
     "subject.setup": _keys(
         Key("command", "array of strings", _arguments),
@@ -717,6 +719,9 @@ def _subject(problems: _Problems, raw: Any, variables: Mapping[str, str]) -> Sub
                 tuple(_template(problems, (*path, key, i), arg, variables, runtime=True)
                       for arg in command)
                 for i, command in enumerate(fields[key]))
+    if fields.get("network") == "loopback" and not sys.platform.startswith("linux"):
+        problems.add((*path, "network"), f'"loopback" needs Linux network namespaces, and this '
+                                         f'is {sys.platform} (remove the key on this platform)')
     if "prepare" not in raw and "{prepare_dir}" in repr(raw):
         problems.add(path, "{prepare_dir} is used but there is no prepare step (add prepare = "
                            '[["{python}", "prepare.py", "{prepare_dir}"]] or drop it)')

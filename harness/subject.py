@@ -239,6 +239,10 @@ class SubjectGroup:
                 f"retry (ports are picked at random)."
             )
         argv = self.command(self.subject.command, instance)
+        if self.subject.network == "loopback":  # its own loopback, reached through a relay
+            from harness.netns import wrap
+
+            argv = wrap(argv, instance.port)
         out = open(instance.stdout_path, "ab")  # pylint: disable=consider-using-with
         err = open(instance.stderr_path, "ab")  # pylint: disable=consider-using-with
         self._handles += [out, err]
