@@ -186,6 +186,8 @@ def run_perf(
     budget_s = parse_duration(budget) if budget else candidate_exp.rounds.perf_budget
     seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
     pairs = rounds or candidate_exp.rounds.perf_min
+    # absolute: each side runs in its own tree, so a relative {state_dir} would point elsewhere
+    out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     work_dir = out_dir / "work"
     candidate_side = build_candidate(root, candidate_exp, log=log)

@@ -43,6 +43,7 @@ name = "pinned"
 
 [subject]
 command = ["{python}", "app.py", "{port}"]
+setup = [["{python}", "-c", "import sys; open(sys.argv[1] + '/seeded', 'w').close()", "{state_dir}"]]
 ready = { http = "/health", timeout = "30s" }
 
 [workload]
@@ -132,8 +133,9 @@ def pinned(tmp_path_factory) -> Path:
 
 
 def _perf(root: Path, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    relative = os.path.relpath(out, root)  # each side runs in its own tree: it must still work
     return subprocess.run(
-        [sys.executable, "-m", "harness", "perf", "perf.toml", "--out", str(out), "--seed", "1",
+        [sys.executable, "-m", "harness", "perf", "perf.toml", "--out", relative, "--seed", "1",
          "--rounds", "1", "--budget", "1s", *args],
         cwd=root, capture_output=True, text=True, timeout=600,
         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
