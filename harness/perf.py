@@ -190,7 +190,7 @@ def run_perf(
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     work_dir = out_dir / "work"
-    candidate_side = build_candidate(root, candidate_exp, log=log)
+    candidate_side = build_candidate(root, candidate_exp, log=log, out_dir=out_dir)
     with contextlib.ExitStack() as stack:
         stack.enter_context(sigterm_as_interrupt())  # an aborted Jenkins build cleans up too
         if baseline_jenkins:

@@ -57,11 +57,15 @@ def _side(label: str, experiment: Experiment, checkout: Checkout, cache: Path, l
     return Side(label, dataclasses.replace(experiment, subject=subject), checkout)
 
 
-def build_candidate(root: Path, experiment: Experiment, *, log: Log) -> Side:
-    """The working tree as it is, in an environment built from its own declarations."""
+def build_candidate(root: Path, experiment: Experiment, *, log: Log,
+                    out_dir: Path | None = None) -> Side:
+    """The working tree as it is, in an environment built from its own declarations.
+
+    The session's own output folder does not count as an uncommitted change.
+    """
     cache = cache_dir(root)
     checkout = tree_checkout(root, environment_spec(experiment.subject), label="candidate",
-                             cache=cache, log=log)
+                             cache=cache, log=log, ignore=(out_dir,) if out_dir else ())
     return _side("candidate", experiment, checkout, cache, log)
 
 

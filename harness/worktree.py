@@ -101,10 +101,15 @@ def ignore_cache(root: Path) -> None:
                            encoding="utf-8")
 
 
-def has_uncommitted_changes(root: Path) -> bool:
-    """Whether the working tree differs from HEAD (tracked or untracked files, cache aside)."""
-    proc = _git(["status", "--porcelain", "--untracked-files=normal", "--", ".",
-                 f":(exclude){CACHE_DIR}"], root, check=False)
+def has_uncommitted_changes(root: Path, ignore: tuple[Path, ...] = ()) -> bool:
+    """Whether the working tree differs from HEAD (tracked or untracked files; the cache and
+    the folders in `ignore`, such as the session's output, aside)."""
+    excluded = [f":(exclude){CACHE_DIR}"]
+    for path in ignore:
+        with contextlib.suppress(ValueError):  # outside the tree: nothing to leave out
+            excluded.append(f":(exclude){Path(path).resolve().relative_to(root).as_posix()}")
+    proc = _git(["status", "--porcelain", "--untracked-files=normal", "--", ".", *excluded],
+                root, check=False)
     return proc.returncode == 0 and bool(proc.stdout.strip())
 
 
@@ -117,7 +122,7 @@ def cache_dir(root: Path) -> Path:
 
 
 def tree_checkout(root: Path, spec: EnvironmentSpec, *, label: str, cache: Path | None = None,
-                  log=None) -> Checkout:
+                  log=None, ignore: tuple[Path, ...] = ()) -> Checkout:
     """A directory as it is (the working tree, committed or not, any folder), in its environment."""
     root = root.resolve()
     git = in_git(root)
@@ -127,7 +132,7 @@ def tree_checkout(root: Path, spec: EnvironmentSpec, *, label: str, cache: Path 
         commit = proc.stdout.strip() or None
     env = side_environment(cache or cache_dir(root), root, spec, label=label, log=log)
     return Checkout(root=root, commit=commit, python=env.python, environment=env,
-                    uncommitted=git and has_uncommitted_changes(root))
+                    uncommitted=git and has_uncommitted_changes(root, ignore))
 
 
 @contextlib.contextmanager

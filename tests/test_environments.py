@@ -43,7 +43,7 @@ name = "pinned"
 
 [subject]
 command = ["{python}", "app.py", "{port}"]
-setup = [["{python}", "-c", "import sys; open(sys.argv[1] + '/seeded', 'w').close()", "{state_dir}"]]
+setup = [["{python}", "-c", "import sys; open(sys.argv[1] + '/x', 'w').close()", "{state_dir}"]]
 ready = { http = "/health", timeout = "30s" }
 
 [workload]
@@ -130,6 +130,23 @@ def pinned(tmp_path_factory) -> Path:
     (root / "requirements.txt").write_text("six==1.16.0\n")
     _git(root, "commit", "-q", "-am", "six 1.16")
     return root
+
+
+def test_the_output_folder_is_not_an_uncommitted_change(tmp_path):
+    from harness.worktree import has_uncommitted_changes
+
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "a.txt").write_text("a\n")
+    _git(root, "init", "-q", "-b", "main")
+    _git(root, "add", "-A")
+    _git(root, "commit", "-q", "-m", "a")
+    (root / "perf-out").mkdir()
+    (root / "perf-out" / "verdict.json").write_text("{}")
+    assert has_uncommitted_changes(root)
+    assert not has_uncommitted_changes(root, (root / "perf-out", tmp_path / "elsewhere"))
+    (root / "a.txt").write_text("b\n")
+    assert has_uncommitted_changes(root, (root / "perf-out",))
 
 
 def _perf(root: Path, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
