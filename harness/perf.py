@@ -24,7 +24,7 @@ from harness.process import sigterm_as_interrupt
 from harness.report import write_reports
 from harness.results import Results, Round, load_results, save_results
 from harness.runner import build_results, rate_steps, run_round, with_instructions
-from harness.sides import Side, build_candidate, enter_baseline
+from harness.sides import Side, build_candidate, candidate_as_run, enter_baseline
 from harness.units import parse_duration
 from harness.worktree import project_root
 
@@ -190,7 +190,6 @@ def run_perf(
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     work_dir = out_dir / "work"
-    candidate_side = build_candidate(root, candidate_exp, log=log, out_dir=out_dir)
     with contextlib.ExitStack() as stack:
         stack.enter_context(sigterm_as_interrupt())  # an aborted Jenkins build cleans up too
         if baseline_jenkins:
@@ -200,7 +199,9 @@ def run_perf(
                     f"base with main on this machine instead")
         if baseline_file:
             artifact = load_results(baseline_file)
-            candidate = _candidate_only(candidate_side, rounds=pairs, work_dir=work_dir, log=log)
+            # measured as the artifact was (harness run: the harness' own interpreter)
+            here = candidate_as_run(root, candidate_exp, log=log, out_dir=out_dir)
+            candidate = _candidate_only(here, rounds=pairs, work_dir=work_dir, log=log)
             comparison = compare(artifact, candidate)
             baseline, stop = artifact, f"compared with {baseline_file}"
             flagged = _flagged_timing(comparison)
@@ -209,7 +210,7 @@ def run_perf(
                 log(f"timing regression in {', '.join(flagged)} against the artifact; "
                     f"confirming on this machine against commit {commit[:12]}")
                 sides = (enter_baseline(stack, root, baseline_exp, ref=commit, log=log),
-                         candidate_side)
+                         build_candidate(root, candidate_exp, log=log, out_dir=out_dir))
                 baseline, candidate, confirmed, stop = run_session(
                     sides, pairs=pairs, budget=budget_s, seed=seed, work_dir=work_dir / "confirm",
                     started=started, log=log)
@@ -221,7 +222,8 @@ def run_perf(
         else:
             sides = (enter_baseline(stack, root, baseline_exp, ref=baseline_ref,
                                     directory=baseline_dir, same_tree=bool(baseline_overrides),
-                                    log=log), candidate_side)
+                                    log=log),
+                     build_candidate(root, candidate_exp, log=log, out_dir=out_dir))
             baseline, candidate, comparison, stop = run_session(
                 sides, pairs=pairs, budget=budget_s, seed=seed, work_dir=work_dir,
                 started=started, log=log)

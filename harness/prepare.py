@@ -19,6 +19,7 @@ from pathlib import Path
 
 from harness.errors import SubjectError
 from harness.experiment import Subject, _fill_variables, expand
+from harness.secrets import redact
 from harness.worktree import Checkout
 
 MARKER = ".harness-prepared"
@@ -69,7 +70,7 @@ def prepare_side(subject: Subject, checkout: Checkout, *, cache: Path, label: st
         for number, command in enumerate(subject.prepare, start=1):
             argv = list(expand(command, values))
             if log:
-                log(f"prepare {label} ({number}/{len(subject.prepare)}): {' '.join(argv)}")
+                log(redact(f"prepare {label} ({number}/{len(subject.prepare)}): {' '.join(argv)}"))
             logfile = out.parent / f"{key}-{label}-prepare-{number}.log"
             with open(logfile, "wb") as handle:
                 try:

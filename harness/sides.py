@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +25,10 @@ from harness.worktree import (
     baseline_checkout,
     cache_dir,
     default_baseline_ref,
+    has_uncommitted_changes,
     in_git,
     tree_checkout,
+    tree_checkout_commit,
 )
 
 Log = Callable[[str], None]
@@ -67,6 +70,22 @@ def build_candidate(root: Path, experiment: Experiment, *, log: Log,
     checkout = tree_checkout(root, environment_spec(experiment.subject), label="candidate",
                              cache=cache, log=log, ignore=(out_dir,) if out_dir else ())
     return _side("candidate", experiment, checkout, cache, log)
+
+
+def candidate_as_run(root: Path, experiment: Experiment, *, log: Log,
+                     out_dir: Path | None = None) -> Side:
+    """The working tree run by the harness' own interpreter, as `harness run` does.
+
+    For comparisons with a results file (a nightly artifact made by `harness run`): the candidate
+    must run the way the file's side ran. A confirmation re-run builds both sides afresh.
+    """
+    root = root.resolve()
+    commit, uncommitted = None, False
+    if in_git(root):
+        commit = tree_checkout_commit(root)
+        uncommitted = has_uncommitted_changes(root, (out_dir,) if out_dir else ())
+    checkout = Checkout(root=root, commit=commit, python=sys.executable, uncommitted=uncommitted)
+    return _side("candidate", experiment, checkout, cache_dir(root), log)
 
 
 def enter_baseline(stack: contextlib.ExitStack, root: Path, experiment: Experiment, *,

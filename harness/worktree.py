@@ -121,15 +121,18 @@ def cache_dir(root: Path) -> Path:
     return cache
 
 
+def tree_checkout_commit(root: Path) -> str | None:
+    """The commit the working tree at `root` is based on (None before the first commit)."""
+    proc = _git(["rev-parse", "--verify", "--quiet", "HEAD"], root, check=False)
+    return proc.stdout.strip() or None
+
+
 def tree_checkout(root: Path, spec: EnvironmentSpec, *, label: str, cache: Path | None = None,
                   log=None, ignore: tuple[Path, ...] = ()) -> Checkout:
     """A directory as it is (the working tree, committed or not, any folder), in its environment."""
     root = root.resolve()
     git = in_git(root)
-    commit = None
-    if git:
-        proc = _git(["rev-parse", "--verify", "--quiet", "HEAD"], root, check=False)
-        commit = proc.stdout.strip() or None
+    commit = tree_checkout_commit(root) if git else None
     env = side_environment(cache or cache_dir(root), root, spec, label=label, log=log)
     return Checkout(root=root, commit=commit, python=env.python, environment=env,
                     uncommitted=git and has_uncommitted_changes(root, ignore))
