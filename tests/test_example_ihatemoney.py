@@ -4,6 +4,7 @@ requests, a seeded database prepared once, the SQLite probe."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -18,12 +19,15 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "ihatemoney"
 SECRETS = {"IHM_PASSWORD": "correct-horse-battery", "IHM_SECRET_KEY": "a-key-only-for-tests"}
 
-pytest.importorskip("ihatemoney", reason="install the test extras: pip install -e '.[test]'")
+_spec = importlib.util.spec_from_file_location("check_pipeline", ROOT / "ci" / "check_pipeline.py")
+check_pipeline = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(check_pipeline)
 
 
 @pytest.mark.slow
 @pytest.mark.integration
 def test_the_adopting_guide_experiment_runs_end_to_end(tmp_path):
+    pytest.importorskip("ihatemoney", reason="install the test extras: pip install -e '.[test]'")
     folder = tmp_path / "app"
     shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns(".perf-cache", "__pycache__"))
     toml = folder / "perf.toml"
@@ -53,3 +57,14 @@ def test_the_adopting_guide_experiment_runs_end_to_end(tmp_path):
             text = path.read_text(errors="replace")
             assert token not in text and SECRETS["IHM_SECRET_KEY"] not in text, path
     assert token not in proc.stdout + proc.stderr
+
+
+def test_the_guide_shows_the_example_jenkinsfile_as_it_is():
+    jenkinsfile = (EXAMPLE / "Jenkinsfile").read_text()
+    assert f"```groovy\n{jenkinsfile}```" in (ROOT / "docs" / "adopting.md").read_text()
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(shutil.which("groovy") is None, reason="groovy is not installed")
+def test_the_example_jenkinsfile_parses():
+    assert check_pipeline.groovy_problems(EXAMPLE / "Jenkinsfile") == []
