@@ -209,3 +209,24 @@ def test_outside_git_the_message_names_what_is_missing(tmp_path):
     assert proc.returncode == 1
     assert "not in a git checkout" in proc.stderr and "--baseline-dir" in proc.stderr
     assert "HEAD" not in proc.stderr  # no ref the user never gave
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_outside_git_directories_and_variables_are_compared(tmp_path):
+    app = (APP.replace("import six\n", "").replace("six.__version__", "sys.argv[2]")
+           .replace("os.path.dirname(six.__file__)", "'nowhere'"))
+    for folder, version in (("new", "2"), ("old", "1")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "app.py").write_text(app)
+        (tmp_path / folder / "perf.toml").write_text(
+            EXPERIMENT.replace('"app.py", "{port}"]', '"app.py", "{port}", "{v}"]')
+            + f'\n[variables]\nv = "{version}"\n')
+    new = tmp_path / "new"
+    proc = _perf(new, tmp_path / "dirs", "--baseline-dir", str(tmp_path / "old"))
+    assert (tmp_path / "dirs" / "verdict.json").exists(), proc.stdout + proc.stderr
+    assert _code(tmp_path / "dirs", "baseline")["root"] == str(tmp_path / "old")
+    assert "app from " + str(tmp_path / "old") in _stdout(tmp_path / "dirs", "baseline")
+    proc = _perf(new, tmp_path / "vars", "--baseline-set", "v=1", "--set", "v=3")
+    assert (tmp_path / "vars" / "verdict.json").exists(), proc.stdout + proc.stderr
+    assert _code(tmp_path / "vars", "baseline")["commit"] is None  # no git anywhere
