@@ -230,3 +230,16 @@ def test_outside_git_directories_and_variables_are_compared(tmp_path):
     proc = _perf(new, tmp_path / "vars", "--baseline-set", "v=1", "--set", "v=3")
     assert (tmp_path / "vars" / "verdict.json").exists(), proc.stdout + proc.stderr
     assert _code(tmp_path / "vars", "baseline")["commit"] is None  # no git anywhere
+
+
+@pytest.mark.integration
+def test_install_commands_run_with_the_environments_interpreter_and_count_in_its_key(tmp_path):
+    tree, cache = tmp_path / "tree", tmp_path / "cache"
+    tree.mkdir()
+    write = "import pathlib, sys; pathlib.Path(sys.prefix, 'installed').write_text(sys.prefix)"
+    spec = EnvironmentSpec(install=(("{python}", "-c", write),))
+    env = side_environment(cache, tree, spec, label="baseline")
+    prefix = Path(env.python).parents[1]
+    assert (prefix / "installed").read_text() == str(prefix)
+    assert env.built_from == (f"{{python}} -c {write}",)
+    assert side_environment(cache, tree, EnvironmentSpec(), label="baseline").key != env.key
