@@ -478,7 +478,7 @@ def run_experiment(
     An older results.json in out_dir is removed first, so a failed or interrupted run never leaves
     a file that could pass for its result. Subject logs stay under out_dir/work/.
     """
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()  # {state_dir} and {out_dir} are absolute for the subject
     root = Path(project_root) if project_root is not None else Path.cwd()
     python = python or sys.executable
     count = rounds if rounds is not None else experiment.rounds.count

@@ -8,9 +8,10 @@ import tempfile
 
 from seed import PROJECT, app_for, password_hash
 
-app = app_for(tempfile.mkdtemp(prefix="ihm-token-"))
-with app.app_context():
-    from itsdangerous import URLSafeSerializer
+with tempfile.TemporaryDirectory(prefix="ihm-token-") as scratch:
+    app = app_for(scratch, scratch)  # an empty database: only the settings are needed
+    with app.app_context():
+        from itsdangerous import URLSafeSerializer
 
-    secret = app.config["SECRET_KEY"] + password_hash(os.environ["IHM_PASSWORD"])
-    print(URLSafeSerializer(secret, salt="auth").dumps([PROJECT]))
+        secret = app.config["SECRET_KEY"] + password_hash(os.environ["IHM_PASSWORD"])
+        print(URLSafeSerializer(secret, salt="auth").dumps([PROJECT]))

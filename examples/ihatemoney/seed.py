@@ -28,14 +28,15 @@ def password_hash(password: str) -> str:
     return f"pbkdf2:sha256:{ITERATIONS}${SALT}${digest}"
 
 
-def app_for(directory: str):
+def app_for(directory: str, instance: str):
+    """The application with its database in `directory` and its instance folder `instance`."""
     os.environ["IHM_STATE_DIR"] = os.path.abspath(directory)
     os.environ.setdefault("IHATEMONEY_SETTINGS_FILE_PATH",
                           os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                        "ihatemoney.cfg"))
     from ihatemoney.run import create_app
 
-    return create_app(instance_path=tempfile.mkdtemp(prefix="ihm-instance-"))
+    return create_app(instance_path=instance)
 
 
 def main() -> None:
@@ -47,7 +48,12 @@ def main() -> None:
     db_file = os.path.join(args.directory, "ihatemoney.db")
     if os.path.exists(db_file):
         os.remove(db_file)
-    app = app_for(args.directory)
+    with tempfile.TemporaryDirectory(prefix="ihm-instance-") as instance:
+        seed(app_for(args.directory, instance), args.members, args.bills)
+    print(f"seeded {db_file}: project {PROJECT}, {args.members} members, {args.bills} bills")
+
+
+def seed(app, members: int, bills: int) -> None:
     from ihatemoney.models import Bill, Person, Project, db
 
     rng = random.Random(1)
@@ -56,18 +62,17 @@ def main() -> None:
                           password=password_hash(os.environ["IHM_PASSWORD"]),
                           default_currency="XXX")
         db.session.add(project)
-        people = [Person(name=f"member {i}", project=project) for i in range(args.members)]
+        people = [Person(name=f"member {i}", project=project) for i in range(members)]
         db.session.add_all(people)
         db.session.flush()
         start = datetime.date(2024, 1, 1)
-        for number in range(args.bills):
+        for number in range(bills):
             owers = rng.sample(people, rng.randint(1, len(people)))
             db.session.add(Bill(amount=round(rng.uniform(1, 200), 2), what=f"bill {number}",
                                 date=start + datetime.timedelta(days=number % 365),
                                 payer_id=rng.choice(people).id, owers=owers,
                                 original_currency="XXX", project_default_currency="XXX"))
         db.session.commit()
-    print(f"seeded {db_file}: project {PROJECT}, {args.members} members, {args.bills} bills")
 
 
 if __name__ == "__main__":
