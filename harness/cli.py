@@ -167,6 +167,7 @@ def _cmd_perf(args: argparse.Namespace) -> int:
             experiment_path=Path(args.experiment) if args.experiment else None,
             out_dir=staging,
             baseline_ref=args.baseline_ref,
+            baseline_dir=Path(args.baseline_dir) if args.baseline_dir else None,
             baseline_file=Path(args.baseline) if args.baseline else None,
             baseline_jenkins=args.baseline_jenkins,
             overrides=_parse_sets(args.set),
@@ -340,6 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment", nargs="?", default=None)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--baseline-ref", default=None, metavar="REF")
+    src.add_argument("--baseline-dir", default=None, metavar="DIR",
+                     help="another copy of the code as the baseline (no git needed)")
     src.add_argument("--baseline", default=None, metavar="FILE")
     src.add_argument("--baseline-jenkins", default=None, metavar="JOB")
     p.add_argument("--out", default="perf-out", metavar="DIR")
@@ -512,7 +515,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         func: Callable[[argparse.Namespace], int] = args.func
         return int(func(args))
     except HarnessError as exc:
-        print(f"harness: error: {exc}", file=sys.stderr)
+        from harness.secrets import redact
+
+        print(redact(f"harness: error: {exc}"), file=sys.stderr)
         if debug:
             traceback.print_exc()
         return int(ExitCode.ERROR)

@@ -8,9 +8,11 @@ the harness, or the baseline environment's), {port}, {state_dir}, {instance} (1-
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import json
+import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from harness.errors import ConfigError
+from harness.secrets import register_secret
 from harness.tomllines import KeyLines, KeyPath
 from harness.units import parse_duration, parse_fraction, parse_rate
 
@@ -39,11 +42,14 @@ class SetupCommand:
 
 @dataclass(frozen=True)
 class Readiness:
-    """How to tell the subject is ready: an HTTP path answering 2xx, or a log line regex."""
+    """How to tell the subject is ready: an HTTP request answering as expected, or a log line."""
 
     http: str | None = "/health"
     log: str | None = None
     timeout: float = 60.0
+    method: str = "GET"
+    headers: dict[str, str] = field(default_factory=dict)
+    status: tuple[int, ...] = ()  # (): any 2xx
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,12 @@ class Subject:
     ready: Readiness = field(default_factory=Readiness)
     stop_timeout: float = 10.0
     python: bool | None = None  # None: detect (command starts with {python} or a python binary)
+    # the subject's own environment in `harness perf` (harness.environments)
+    interpreter: str | None = None  # `python = "3.10"` or a path; None: the harness' interpreter
+    requirements: tuple[str, ...] = ()  # dependency files in the tree; (): detected
+    install: tuple[tuple[str, ...], ...] = ()  # extra install commands, {python} = the env's
+    prepare: tuple[tuple[str, ...], ...] = ()  # once per side and environment, cached
+    network: str = "host"  # "loopback": a private network namespace, loopback only (Linux)
     stop: StopSequence = field(default_factory=StopSequence)
 
     @property
@@ -194,9 +206,16 @@ class Experiment:
 # --- placeholders -------------------------------------------------------------------------------
 
 # filled in by the runner for each instance; every other {name} must be a [variables] key
-RUNTIME_PLACEHOLDERS = ("python", "port", "state_dir", "instance", "peers", "out_dir")
+RUNTIME_PLACEHOLDERS = ("python", "port", "state_dir", "instance", "peers", "out_dir",
+                        "prepare_dir")
+# filled in when the experiment is loaded: the folder holding the experiment file, so helper
+# scripts next to it are found by both sides of a perf session
+LOAD_PLACEHOLDERS = ("experiment_dir",)
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# {env:NAME}: the value of an environment variable, read when the experiment is loaded and
+# treated as a secret from then on (harness.secrets.redact hides it in every output)
+_ENV_PLACEHOLDER = re.compile(r"\{env:([^{}]*)\}")
 
 
 def did_you_mean(word: str, choices: Iterable[str], *, prefix: str = "", suffix: str = "") -> str:
@@ -321,6 +340,29 @@ def _strings(value: Any) -> dict[str, str]:
     return dict(value)
 
 
+def _python(value: Any) -> bool | str:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    raise ConfigError(f'expected true/false or an interpreter, got {_show(value)} (e.g. "3.10", '
+                      f'"/usr/bin/python3.12" or true)')
+
+
+def _paths(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f'expected an array of file paths, got {_show(value)} '
+                          f'(e.g. ["requirements.txt"])')
+    return tuple(value)
+
+
+def _commands(value: Any) -> tuple[tuple[str, ...], ...]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f'expected an array of commands, got {_show(value)} '
+                          f'(e.g. [["{{python}}", "scripts/prepare.py", "{{prepare_dir}}"]])')
+    return tuple(_arguments(item) for item in value)
+
+
 def _instance_numbers(value: Any) -> tuple[int, ...]:
     numbers = [value] if isinstance(value, int) and not isinstance(value, bool) else value
     if not isinstance(numbers, list) or not numbers or not all(
@@ -353,6 +395,15 @@ def _method(value: Any) -> str:
     if method not in _METHODS:
         raise ConfigError(f"{value!r} is not an HTTP method (write one of {', '.join(_METHODS)})")
     return method
+
+
+def _statuses(value: Any) -> tuple[int, ...]:
+    values = value if isinstance(value, list) else [value]
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and 100 <= v <= 599
+                             for v in values):
+        raise ConfigError(f"expected an HTTP status or an array of them, got {_show(value)} "
+                          f"(e.g. 200 or [200, 401])")
+    return tuple(values)
 
 
 def _body(value: Any) -> str:
@@ -440,7 +491,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         Key("setup", "array", None),
         Key("ready", "table", None),
         Key("stop_timeout", "duration", _positive_duration),
-        Key("python", "boolean", _boolean),
+        Key("python", "boolean or string (version or path)", _python),
+        Key("requirements", "array of strings (paths)", _paths),
+        Key("install", "array of commands", _commands),
+        Key("prepare", "array of commands", _commands),
+        Key("network", "string", _choice("host", "loopback")),
         Key("stop", "table", None),
     ),
     "subject.stop": _keys(
@@ -458,6 +513,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         Key("http", "string (path)", _http_path),
         Key("log", "string (regex)", _regex),
         Key("timeout", "duration", _positive_duration),
+        Key("method", "string", _method),
+        Key("headers", "table of strings", _strings),
+        Key("status", "integer or array of integers", _statuses),
     ),
     "workload": _keys(
         Key("rate", "rate", parse_rate),
@@ -474,6 +532,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         Key("driver", "string", _choice("harness", "jmeter")),
         Key("jmx", "string (path)", _string),
         Key("seed", "integer", _integer(0)),
+        Key("headers", "table of strings", _strings),
         Key("endpoints", "array of tables", None),
     ),
     "workload.endpoints": _keys(
@@ -597,7 +656,27 @@ def _template(
             hint = did_you_mean(name, allowed, prefix="{", suffix="}")
             problems.add(path, f"unknown placeholder {{{name}}} ({hint}known: {known}; "
                                "declare your own in [variables])")
-    return _fill_variables(text, variables)
+    return _fill_environment(problems, path, _fill_variables(text, variables))
+
+
+def _fill_environment(problems: _Problems, path: KeyPath, text: str) -> str:
+    """Substitute {env:NAME} from the environment; each value becomes a secret to redact."""
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            problems.add(path, f"{{env:{name}}}: not an environment variable name (write "
+                               "{env:NAME} with letters, digits and '_')")
+            return match.group(0)
+        value = os.environ.get(name)
+        if value is None:
+            problems.add(path, f"{{env:{name}}}: environment variable {name} is not set (export "
+                               "it, or in Jenkins bind it with withCredentials)")
+            return match.group(0)
+        register_secret(value)
+        return value
+
+    return _ENV_PLACEHOLDER.sub(replace, text)
 
 
 def _variables(problems: _Problems, raw: Any, overrides: Mapping[str, str]) -> dict[str, str]:
@@ -662,10 +741,18 @@ def _setup(
     return tuple(out)
 
 
-def _readiness(problems: _Problems, raw: Any) -> Readiness:
-    fields = _read(problems, ("subject", "ready"), raw, "subject.ready")
+def _readiness(problems: _Problems, raw: Any, variables: Mapping[str, str]) -> Readiness:
+    path: KeyPath = ("subject", "ready")
+    fields = _read(problems, path, raw, "subject.ready")
     if not fields:
         return Readiness()
+    if "http" in fields:
+        fields["http"] = _template(problems, (*path, "http"), fields["http"], variables,
+                                   runtime=False)
+    fields["headers"] = {
+        name: _template(problems, (*path, "headers", name), value, variables, runtime=False)
+        for name, value in fields.get("headers", {}).items()
+    }
     if "http" in fields and "log" in fields:
         problems.add(("subject", "ready", "log"), "give http or log, not both (remove one)")
     elif "log" in fields:
@@ -695,11 +782,26 @@ def _subject(problems: _Problems, raw: Any, variables: Mapping[str, str]) -> Sub
     }
     if "cwd" in fields:
         fields["cwd"] = _template(problems, (*path, "cwd"), fields["cwd"], variables, runtime=False)
+    if isinstance(fields.get("python"), str):
+        fields["interpreter"] = _template(problems, (*path, "python"), fields.pop("python"),
+                                          variables, runtime=False)
+    for key in ("install", "prepare"):
+        if key in fields:
+            fields[key] = tuple(
+                tuple(_template(problems, (*path, key, i), arg, variables, runtime=True)
+                      for arg in command)
+                for i, command in enumerate(fields[key]))
+    if fields.get("network") == "loopback" and not sys.platform.startswith("linux"):
+        problems.add((*path, "network"), f'"loopback" needs Linux network namespaces, and this '
+                                         f'is {sys.platform} (remove the key on this platform)')
+    if "prepare" not in raw and "{prepare_dir}" in repr(raw):
+        problems.add(path, "{prepare_dir} is used but there is no prepare step (add prepare = "
+                           '[["{python}", "prepare.py", "{prepare_dir}"]] or drop it)')
     instances = fields.get("instances", 1)
     if "setup" in fields:
         fields["setup"] = _setup(problems, fields["setup"], variables, instances)
     if "ready" in fields:
-        fields["ready"] = _readiness(problems, fields["ready"])
+        fields["ready"] = _readiness(problems, fields["ready"], variables)
     if "stop" in fields:
         fields["stop"] = _stop(problems, fields["stop"], variables)
     return Subject(**fields)
@@ -803,6 +905,13 @@ def _workload(
                'requests = 200 for a count per step, duration = "40s" for a time per step'):
         fields.setdefault("requests", None)
     fields["endpoints"] = _endpoints(problems, fields.get("endpoints"), variables)
+    common = {
+        name: _template(problems, ("workload", "headers", name), value, variables, runtime=False)
+        for name, value in fields.pop("headers", {}).items()
+    }
+    if common:  # every endpoint sends them; its own headers win
+        fields["endpoints"] = tuple(dataclasses.replace(e, headers={**common, **e.headers})
+                                    for e in fields["endpoints"])
     if not 1 <= fields.get("instance", 1) <= instances:
         problems.add(("workload", "instance"), f"instance {fields['instance']} does not exist "
                                                f"(subject.instances is {instances})")
@@ -929,17 +1038,18 @@ def _check(path: Path, overrides: Mapping[str, str]) -> tuple[Experiment | None,
     problems = _Problems(str(path), KeyLines(text))
     top = _read(problems, (), data, "") or {}
     variables = _variables(problems, data.get("variables", {}), overrides)
-    subject = _subject(problems, data.get("subject"), variables)
+    filled = {"experiment_dir": str(path.resolve().parent), **variables}
+    subject = _subject(problems, data.get("subject"), filled)
     instances = subject.instances if subject else 1
     workload = None
     if "workload" in data:
-        workload = _workload(problems, data["workload"], variables, instances)
+        workload = _workload(problems, data["workload"], filled, instances)
         workload = _jmeter_plan(problems, path, workload, has_scenario="scenario" in top)
     scenario: tuple[ScenarioLine, ...] | None = None
     texts: tuple[str, ...] = ()
     later: list[str] = []
     if "scenario" in top:
-        scenario, texts, later = _scenario(problems, path, top["scenario"], variables, instances)
+        scenario, texts, later = _scenario(problems, path, top["scenario"], filled, instances)
     later += _what_runs(problems, "workload" in data, scenario)
     if workload is not None and workload.jmx and Path(workload.jmx).is_file():
         texts = (*texts, Path(workload.jmx).read_text(encoding="utf-8", errors="replace"))

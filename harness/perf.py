@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import random
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,20 +25,12 @@ from harness.pyfunctions import run_function_profile
 from harness.report import write_reports
 from harness.results import Results, Round, load_results, save_results
 from harness.runner import build_results, rate_steps, run_round, with_instructions
+from harness.sides import Side, build_candidate, candidate_as_run, enter_baseline
 from harness.units import parse_duration
-from harness.worktree import Checkout, baseline_checkout, default_baseline_ref, project_root
+from harness.worktree import project_root
 
 DEFAULT_EXPERIMENT = Path("experiments") / "api-quick.toml"
 TIMING = "timing"
-
-
-@dataclass(frozen=True)
-class Side:
-    """One side of the session: its label, its experiment (variables may differ) and its code."""
-
-    label: str
-    experiment: Experiment
-    checkout: Checkout
 
 
 @dataclass(frozen=True)
@@ -107,7 +98,8 @@ class Session:
         side = self.sides[label]
         results = build_results(side.experiment, self.rounds[label], label=label,
                                 project_root=side.checkout.root, python=side.checkout.python)
-        session = {"mode": "interleaved", "seed": self.seed, "order": list(self.order), **extra}
+        session = {"mode": "interleaved", "seed": self.seed, "order": list(self.order), **extra,
+                   "code": side.checkout.describe()}
         return dataclasses.replace(results, session=session,
                                    instructions=self.instructions[label])
 
@@ -157,7 +149,8 @@ def _candidate_only(side: Side, *, rounds: int, work_dir: Path, log: Callable[[s
                             project_root=side.checkout.root, python=side.checkout.python)
     results = with_instructions(results, side.experiment, work_dir=work_dir / "instructions",
                                 project_root=side.checkout.root, python=side.checkout.python)
-    return dataclasses.replace(results, session={"mode": "candidate-only", "rounds": rounds})
+    return dataclasses.replace(results, session={"mode": "candidate-only", "rounds": rounds,
+                                                 "code": side.checkout.describe()})
 
 
 def run_perf(
@@ -165,6 +158,7 @@ def run_perf(
     experiment_path: Path | None,
     out_dir: Path,
     baseline_ref: str | None = None,
+    baseline_dir: Path | None = None,
     baseline_file: Path | None = None,
     baseline_jenkins: str | None = None,
     overrides: dict[str, str] | None = None,
@@ -196,12 +190,11 @@ def run_perf(
     budget_s = parse_duration(budget) if budget else candidate_exp.rounds.perf_budget
     seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
     pairs = rounds or candidate_exp.rounds.perf_min
+    # absolute: each side runs in its own tree, so a relative {state_dir} would point elsewhere
+    out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     work_dir = out_dir / "work"
-    here = Checkout(root=root, commit=None, python=sys.executable)
-    candidate_side = Side("candidate", candidate_exp, here)
-
-    _check_baseline_source(root, baseline_ref, baseline_file, baseline_jenkins, candidate_exp)
+    _check_baseline_source(baseline_file, baseline_jenkins, candidate_exp)
     with contextlib.ExitStack() as stack:
         stack.enter_context(sigterm_as_interrupt())  # an aborted Jenkins build cleans up too
         if baseline_jenkins:
@@ -211,7 +204,9 @@ def run_perf(
                     f"base with main on this machine instead")
         if baseline_file:
             artifact = load_results(baseline_file)
-            candidate = _candidate_only(candidate_side, rounds=pairs, work_dir=work_dir, log=log)
+            # measured as the artifact was (harness run: the harness' own interpreter)
+            here = candidate_as_run(root, candidate_exp, log=log, out_dir=out_dir)
+            candidate = _candidate_only(here, rounds=pairs, work_dir=work_dir, log=log)
             comparison = compare(artifact, candidate)
             baseline, stop = artifact, f"compared with {baseline_file}"
             flagged = _flagged_timing(comparison)
@@ -219,8 +214,8 @@ def run_perf(
             if flagged and commit:
                 log(f"timing regression in {', '.join(flagged)} against the artifact; "
                     f"confirming on this machine against commit {commit[:12]}")
-                checkout = stack.enter_context(baseline_checkout(root, commit))
-                sides = (Side("baseline", baseline_exp, checkout), candidate_side)
+                sides = (enter_baseline(stack, root, baseline_exp, ref=commit, log=log),
+                         build_candidate(root, candidate_exp, log=log, out_dir=out_dir))
                 baseline, candidate, confirmed, stop = run_session(
                     sides, pairs=pairs, budget=budget_s, seed=seed, work_dir=work_dir / "confirm",
                     started=started, log=log)
@@ -230,10 +225,10 @@ def run_perf(
                     "timing regression seen against the artifact could not be confirmed on this "
                     "agent: the artifact records no commit",))
         else:
-            ref = baseline_ref or default_baseline_ref(root)
-            log(f"baseline: {ref}; candidate: working tree at {root}")
-            checkout = stack.enter_context(baseline_checkout(root, ref))
-            sides = (Side("baseline", baseline_exp, checkout), candidate_side)
+            sides = (enter_baseline(stack, root, baseline_exp, ref=baseline_ref,
+                                    directory=baseline_dir, same_tree=bool(baseline_overrides),
+                                    log=log),
+                     build_candidate(root, candidate_exp, log=log, out_dir=out_dir))
             baseline, candidate, comparison, stop = run_session(
                 sides, pairs=pairs, budget=budget_s, seed=seed, work_dir=work_dir,
                 started=started, log=log)
@@ -247,9 +242,9 @@ def run_perf(
                        stop_reason=stop)
 
 
-def _check_baseline_source(root: Path, ref: str | None, file: Path | None, job: str | None,
-                           experiment: Experiment) -> None:
-    """Refuse, before any round runs, a baseline that cannot be used, naming what is missing."""
+def _check_baseline_source(file: Path | None, job: str | None, experiment: Experiment) -> None:
+    """Refuse, before any round runs, a baseline file or job that cannot be used, naming what is
+    missing (a baseline from git or a directory is checked where its side is built: sides.py)."""
     from harness import secrets
 
     if file is not None:
@@ -264,11 +259,6 @@ def _check_baseline_source(root: Path, ref: str | None, file: Path | None, job: 
             f"--baseline-jenkins {job}: the environment variable {secrets.JENKINS_URL} is not "
             "set; set it to the Jenkins address (Jenkins sets it in every build), or give "
             "--baseline FILE or --baseline-ref REF instead")
-    elif job is None and file is None and not (Path(root) / ".git").exists():
-        what = f"--baseline-ref {ref}" if ref else "the default baseline (the merge base with main)"
-        raise ConfigError(
-            f"{root} is not a git checkout, so {what} cannot be checked out; run harness perf "
-            "inside the project's git checkout, or give --baseline FILE (a results.json)")
 
 
 def _rounds_per_side(results: Results, experiment: Experiment) -> int:

@@ -541,6 +541,18 @@ def build_results(experiment: Experiment, rounds: list[Round] | tuple[Round, ...
                    created_at=utc_now(), warnings=tuple(warnings), session={"order": order})
 
 
+def _prepared(experiment: Experiment, root: Path, python: str, label: str) -> Experiment:
+    """The experiment after its `[subject] prepare` step (run once, kept in .perf-cache)."""
+    if not experiment.subject.prepare:
+        return experiment
+    from harness.prepare import prepare_side
+    from harness.worktree import Checkout, cache_dir
+
+    subject = prepare_side(experiment.subject, Checkout(root=root, commit=None, python=python),
+                           cache=cache_dir(root), label=label, log=print)
+    return dataclasses.replace(experiment, subject=subject)
+
+
 def run_experiment(
     experiment: Experiment,
     *,
@@ -556,7 +568,7 @@ def run_experiment(
     An older results.json in out_dir is removed first, so a failed or interrupted run never leaves
     a file that could pass for its result. Subject logs stay under out_dir/work/.
     """
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()  # {state_dir} and {out_dir} are absolute for the subject
     root = Path(project_root) if project_root is not None else Path.cwd()
     python = python or sys.executable
     count = rounds if rounds is not None else experiment.rounds.count
@@ -568,6 +580,7 @@ def run_experiment(
     target.unlink(missing_ok=True)
     work_dir = out_dir / "work"
     shutil.rmtree(work_dir, ignore_errors=True)
+    experiment = _prepared(experiment, root, python, label)
     collected: list[Round] = []
     with sigterm_as_interrupt(), Progress(count * len(steps), enabled=progress) as bar:
         for number in range(count):

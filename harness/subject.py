@@ -167,10 +167,12 @@ class SubjectGroup:
         values = self.values(instance)
         return list(expand(tuple(template), values))
 
-    def environment(self, instance: Instance) -> dict[str, str]:
+    def environment(self, instance: Instance, *, probed: bool = True) -> dict[str, str]:
         values = self.values(instance)
         env = subject_environment()
         env.update({k: expand((v,), values)[0] for k, v in self.subject.env.items()})
+        if not probed:  # setup commands: measured processes only get the probe hook
+            return env
         env, warnings = probes_mod.probe_environment(
             self.probes, data_dir=instance.probe_dir, base_env=env,
             is_python=is_python_command(self.subject, self.python),
@@ -210,13 +212,14 @@ class SubjectGroup:
             if setup.instances is not None and instance.number not in setup.instances:
                 continue
             run_command(self.command(setup.command, instance), cwd=self.cwd,
-                        env=self.environment(instance), timeout=setup.timeout,
+                        env=self.environment(instance, probed=False), timeout=setup.timeout,
                         log=instance.directory / f"setup-{number}.log",
                         who=f"instance {instance.number}: [[subject.setup]] {number}")
 
-    def _spawn(self, argv: list[str], instance: Instance, out: IO[Any], err: IO[Any]):
+    def _spawn(self, argv: list[str], instance: Instance, out: IO[Any], err: IO[Any], *,
+               probed: bool = True):
         try:
-            return start_process(argv, cwd=self.cwd, env=self.environment(instance),
+            return start_process(argv, cwd=self.cwd, env=self.environment(instance, probed=probed),
                                  stdout=out, stderr=err)
         except OSError as exc:
             raise SubjectError(
@@ -232,6 +235,10 @@ class SubjectGroup:
                 f"retry (ports are picked at random)."
             )
         argv = self.command(self.subject.command, instance)
+        if self.subject.network == "loopback":  # its own loopback, reached through a relay
+            from harness.netns import wrap
+
+            argv = wrap(argv, instance.port)
         out = open(instance.stdout_path, "ab")  # pylint: disable=consider-using-with
         err = open(instance.stderr_path, "ab")  # pylint: disable=consider-using-with
         self._handles += [out, err]
@@ -343,9 +350,9 @@ class SubjectGroup:
 
 
 def ready_request(url: str, ready: Readiness, timeout: float) -> bool:
-    """One readiness request: True when GET `url` answers 2xx (the request readiness sends)."""
-    del ready  # the readiness table may add a method, headers and an expected status
-    return http_ok(url, timeout=timeout)
+    """One readiness request: True when `ready.method url` answers 2xx, or one of `ready.status`."""
+    return http_ok(url, timeout=timeout, method=ready.method, headers=ready.headers,
+                   status=ready.status)
 
 
 def is_ready(ready: Readiness, url: str, logs: Sequence[Path], *,
@@ -390,7 +397,9 @@ def wait_until_ready(process: subprocess.Popen, ready: Readiness, *, url: str,
         if is_ready(ready, url, logs, http_timeout=per_request):
             return
         if time.monotonic() > deadline:
-            how = f"GET {ready.http} answering 2xx" if ready.http else f"log line /{ready.log}/"
+            answer = "/".join(map(str, ready.status)) if ready.status else "2xx"
+            how = (f"{ready.method} {ready.http} answering {answer}" if ready.http
+                   else f"log line /{ready.log}/")
             raise SubjectError(
                 f"{who} was not ready within {total:.0f} s (waited for {how} on port "
                 f"{port}); {timeout_hint}.\n{log_tail(logs)}"
@@ -436,11 +445,16 @@ def http_request(url: str, *, method: str = "GET", headers: Mapping[str, str] | 
         raise OSError(str(exc.reason)) from exc
 
 
-def http_ok(url: str, timeout: float = 1.0) -> bool:
-    """True if GET `url` answers 2xx within `timeout` (connection errors are False)."""
+def http_ok(url: str, timeout: float = 1.0, *, method: str = "GET",
+            headers: Mapping[str, str] | None = None, status: Sequence[int] = ()) -> bool:
+    """True if `method url` answers 2xx (or one of `status`) within `timeout`; errors are False."""
+    request = urllib.request.Request(url, method=method, headers=dict(headers or {}))
     try:
-        with _OPENER.open(url, timeout=timeout) as response:
-            return 200 <= response.status < 300
+        with _OPENER.open(request, timeout=timeout) as response:
+            code = response.status
+    except urllib.error.HTTPError as exc:  # 4xx/5xx arrive as exceptions
+        code = exc.code
     except (urllib.error.URLError, OSError, ValueError):
         return False
+    return code in status if status else 200 <= code < 300
 

@@ -389,12 +389,37 @@ def environment_rows(comparison: Comparison) -> list[dict[str, Any]]:
         differs = key.name in FINGERPRINT_KEYS and b != c
         rows.append((key.name, NO_VALUE if b is None else str(b),
                      NO_VALUE if c is None else str(c), differs))
+    rows += _code_rows(base, cand)
     return [
         {"name": n, "baseline": b, "candidate": c, "differs": d,
          "baseline_url": safe_url(b) if n == "jenkins_build_url" else None,
          "candidate_url": safe_url(c) if n == "jenkins_build_url" else None}
         for n, b, c, d in rows
     ]
+
+
+def _code_rows(base: Results, cand: Results) -> list[tuple[str, str, str, bool]]:
+    """Each side's code and environment (harness perf records them in session["code"])."""
+    codes = [r.session.get("code") or {} for r in (base, cand)]
+    if not any(codes):
+        return []
+
+    def code(c: dict) -> str:
+        text = (c.get("commit") or "")[:12] or NO_VALUE
+        return text + (" + uncommitted changes" if c.get("uncommitted_changes") else "")
+
+    envs = [c.get("environment") or {} for c in codes]
+    rows = [("subject code", code(codes[0]), code(codes[1]), False),
+            ("subject Python", envs[0].get("python_version", NO_VALUE),
+             envs[1].get("python_version", NO_VALUE), False),
+            ("subject dependencies from", ", ".join(envs[0].get("built_from", ())) or NO_VALUE,
+             ", ".join(envs[1].get("built_from", ())) or NO_VALUE, False)]
+    packs = [e.get("packages", {}) for e in envs]
+    for name in sorted(set(packs[0]) | set(packs[1])):
+        if packs[0].get(name) != packs[1].get(name):
+            rows.append((f"package {name}", packs[0].get(name, NO_VALUE),
+                         packs[1].get(name, NO_VALUE), False))
+    return rows
 
 
 def _rounds_text(results: Results) -> str:

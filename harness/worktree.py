@@ -1,20 +1,21 @@
-"""The baseline's code: a git worktree of a ref, installed in an environment of its own."""
+"""The code each side of a perf session runs: a git worktree of a ref, the working tree, or a
+directory, each with an environment of its own built from its own declarations
+(harness.environments)."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import shutil
-import site
 import subprocess
-import sys
 import tempfile
-import venv
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.environments import EnvironmentSpec, SideEnvironment, side_environment
 from harness.errors import ConfigError, HarnessError
+
+CACHE_DIR = ".perf-cache"
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,16 @@ class Checkout:
     root: Path
     commit: str | None
     python: str
+    environment: SideEnvironment | None = None
+    uncommitted: bool = False  # the working tree differs from its commit
+
+    def describe(self) -> dict:
+        """What results.json records about this side's code and environment."""
+        out: dict = {"root": str(self.root), "commit": self.commit,
+                     "uncommitted_changes": self.uncommitted}
+        if self.environment is not None:
+            out["environment"] = self.environment.to_json()
+        return out
 
 
 def _git(args: list[str], cwd: Path, *, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -40,7 +51,10 @@ def _git(args: list[str], cwd: Path, *, check: bool = True) -> subprocess.Comple
 
 def project_root(start: Path) -> Path:
     """The top of the git checkout containing `start` (or `start` itself outside git)."""
-    proc = _git(["rev-parse", "--show-toplevel"], start, check=False)
+    try:
+        proc = _git(["rev-parse", "--show-toplevel"], start, check=False)
+    except HarnessError:  # no git installed: a plain directory
+        return start.resolve()
     return Path(proc.stdout.strip()) if proc.returncode == 0 else start.resolve()
 
 
@@ -64,78 +78,90 @@ def default_baseline_ref(root: Path) -> str:
     return "HEAD"
 
 
-def _purelib(env_dir: Path) -> Path:
-    out = subprocess.run(
-        [str(_env_python(env_dir)), "-c",
-         "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True, text=True, check=True, timeout=60,
-    ).stdout.strip()
-    return Path(out)
+def in_git(start: Path) -> bool:
+    """Whether `start` lies inside a git checkout (False also when git is not installed)."""
+    try:
+        return _git(["rev-parse", "--show-toplevel"], start, check=False).returncode == 0
+    except HarnessError:
+        return False
 
 
-def _dependency_path_file(purelib: Path) -> None:
-    """Let the new environment fall back on the harness' own site-packages for dependencies.
-
-    The baseline's own install comes first on sys.path; the .pth line appends the current
-    interpreter's site-packages after it, so a baseline needs no network to find aiohttp & co.
-    """
-    paths = [p for p in site.getsitepackages() + [site.getusersitepackages()] if Path(p).is_dir()]
-    (purelib / "zz_harness_fallback.pth").write_text("\n".join(paths) + "\n")
-
-
-def _env_python(env_dir: Path) -> Path:
-    return env_dir / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
-
-
-def _source_path_file(purelib: Path, source: Path) -> None:
-    """Put the baseline's source on its environment's path, as an editable install would.
-
-    A .pth line (no build step, so no network and no build backend needed) names the checkout,
-    or its src/ folder for a src layout. Its name sorts before the dependency fallback, so the
-    baseline's own code always wins over the candidate's.
-    """
-    roots = [source / "src"] if (source / "src").is_dir() else []
-    (purelib / "aa_harness_baseline.pth").write_text(
-        "\n".join(str(p) for p in [*roots, source]) + "\n"
-    )
+def ignore_cache(root: Path) -> None:
+    """List .perf-cache/ in .git/info/exclude, so `git add -A` never stages environments."""
+    proc = _git(["rev-parse", "--git-path", "info/exclude"], root, check=False)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        return
+    exclude = Path(proc.stdout.strip())
+    exclude = exclude if exclude.is_absolute() else root / exclude
+    line = f"/{CACHE_DIR}/"
+    text = exclude.read_text(encoding="utf-8") if exclude.exists() else ""
+    if line not in text.splitlines():
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        exclude.write_text(text + ("" if not text or text.endswith("\n") else "\n") + line + "\n",
+                           encoding="utf-8")
 
 
-def baseline_environment(cache: Path, source: Path, commit: str) -> str:
-    """A virtual environment of the baseline's own, reused for the same commit and Python.
+def has_uncommitted_changes(root: Path, ignore: tuple[Path, ...] = ()) -> bool:
+    """Whether the working tree differs from HEAD (tracked or untracked files; the cache and
+    the folders in `ignore`, such as the session's output, aside)."""
+    excluded = [f":(exclude){CACHE_DIR}"]
+    for path in ignore:
+        with contextlib.suppress(ValueError):  # outside the tree: nothing to leave out
+            excluded.append(f":(exclude){Path(path).resolve().relative_to(root).as_posix()}")
+    proc = _git(["status", "--porcelain", "--untracked-files=normal", "--", ".", *excluded],
+                root, check=False)
+    return proc.returncode == 0 and bool(proc.stdout.strip())
 
-    It is only used once complete (a marker file); the source path inside it is rewritten for
-    each checkout, since worktrees are temporary.
-    """
-    env_dir = cache / "envs" / hashlib.sha256(f"{commit}|{sys.version}".encode()).hexdigest()[:16]
-    marker = env_dir / ".harness-ready"
-    ready = marker.exists()
-    if not ready:
-        shutil.rmtree(env_dir, ignore_errors=True)
-        venv.EnvBuilder(with_pip=False, clear=True).create(env_dir)
-    purelib = _purelib(env_dir)
-    if not ready:
-        _dependency_path_file(purelib)
-        marker.write_text(commit + "\n")
-    _source_path_file(purelib, source)
-    return str(_env_python(env_dir))
+
+def cache_dir(root: Path) -> Path:
+    cache = root / CACHE_DIR
+    cache.mkdir(parents=True, exist_ok=True)
+    if in_git(root):
+        ignore_cache(root)
+    return cache
+
+
+def tree_checkout_commit(root: Path) -> str | None:
+    """The commit the working tree at `root` is based on (None before the first commit)."""
+    proc = _git(["rev-parse", "--verify", "--quiet", "HEAD"], root, check=False)
+    return proc.stdout.strip() or None
+
+
+def tree_checkout(root: Path, spec: EnvironmentSpec, *, label: str, cache: Path | None = None,
+                  log=None, ignore: tuple[Path, ...] = ()) -> Checkout:
+    """A directory as it is (the working tree, committed or not, any folder), in its environment."""
+    root = root.resolve()
+    git = in_git(root)
+    commit = tree_checkout_commit(root) if git else None
+    env = side_environment(cache or cache_dir(root), root, spec, label=label, log=log)
+    return Checkout(root=root, commit=commit, python=env.python, environment=env,
+                    uncommitted=git and has_uncommitted_changes(root, ignore))
 
 
 @contextlib.contextmanager
-def baseline_checkout(root: Path, ref: str, *, cache: Path | None = None) -> Iterator[Checkout]:
+def baseline_checkout(root: Path, ref: str, *, cache: Path | None = None,
+                      spec: EnvironmentSpec | None = None, log=None) -> Iterator[Checkout]:
     """Check `ref` out into a temporary worktree with its own environment; always removed after.
 
-    The worktree is removed also after Ctrl-C; environments are cached per commit under `cache`
-    (default: <root>/.perf-cache) and reused only once completely built (a marker file).
+    The worktree is removed also after Ctrl-C; environments are cached under `cache` (default:
+    <root>/.perf-cache) by what they were built from, reused only once completely built.
     """
+    if not in_git(root):
+        raise ConfigError(
+            f"--baseline-ref {ref!r} needs a git checkout, and {root} is not in one. Compare two "
+            f"directories with --baseline-dir DIR, or variables alone with --baseline-set "
+            f"NAME=VALUE (no git needed)."
+        )
     commit = resolve_commit(root, ref)
-    cache = cache or root / ".perf-cache"
+    cache = cache or cache_dir(root)
     cache.mkdir(parents=True, exist_ok=True)
     tmp: Path | None = None
     try:  # mkdtemp and `worktree add` inside: a Ctrl-C during either leaks nothing
         tmp = Path(tempfile.mkdtemp(prefix="baseline-", dir=cache))
         tree = tmp / "tree"
         _git(["worktree", "add", "--detach", "--force", str(tree), commit], root)
-        yield Checkout(root=tree, commit=commit, python=baseline_environment(cache, tree, commit))
+        env = side_environment(cache, tree, spec or EnvironmentSpec(), label="baseline", log=log)
+        yield Checkout(root=tree, commit=commit, python=env.python, environment=env)
     finally:
         if tmp is not None:  # twice --force: an interrupted `add` leaves its worktree locked
             _git(["worktree", "remove", "--force", "--force", str(tmp / "tree")], root,

@@ -339,7 +339,7 @@ def test_perf_outside_git_names_what_is_missing(tmp_path, capsys, monkeypatch):
     path = experiment(tmp_path)
     monkeypatch.chdir(tmp_path)
     code, _, err = run("perf", str(path), "--out", str(tmp_path / "out"), capsys=capsys)
-    assert code == 1 and "is not a git checkout" in err and "'HEAD'" not in err
+    assert code == 1 and "not in a git checkout" in err and "'HEAD'" not in err
     assert not (tmp_path / "out").exists()
 
 

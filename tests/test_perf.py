@@ -30,6 +30,9 @@ command = ["{python}", "-m", "subjects.peer", "serve", "--state-dir", "{state_di
 setup = [["{python}", "-m", "subjects.peer", "seed", "--state-dir", "{state_dir}",
           "--channels", "200", "--torrents", "2000"]]
 ready = { http = "/health", timeout = "60s" }
+requirements = ["subjects/peer/requirements.txt"]
+# counts/sitecustomize.py writes the subject's imported-module count and RSS (the A/A test)
+env = { PYTHONPATH = "{experiment_dir}/counts", PERF_TEST_COUNTS = "{out_dir}/counts.txt" }
 
 [workload]
 rate = "20/s"
@@ -51,6 +54,28 @@ min_change = "20%"
 [metrics.cpu_per_request]
 gate = true
 min_change = "20%"
+"""
+
+
+# Started in every Python process of the subject: writes "modules rss_kib" a few times a second,
+# so the file holds the figures of the process' last moments.
+COUNTS = """\
+import os, sys, threading, time
+
+def _write():
+    path = os.environ.get("PERF_TEST_COUNTS")
+    while path:
+        try:
+            with open("/proc/self/status") as status:
+                rss = [l.split()[1] for l in status if l.startswith("VmRSS:")][0]
+        except OSError:
+            rss = "0"
+        with open(path + ".tmp", "w") as out:
+            out.write(f"{len(sys.modules)} {rss}\\n")
+        os.replace(path + ".tmp", path)
+        time.sleep(0.2)
+
+threading.Thread(target=_write, daemon=True).start()
 """
 
 
@@ -82,6 +107,8 @@ def clone(tmp_path_factory) -> Path:
         shutil.copytree(ROOT / part, target / part, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("__pycache__"))
     (target / "experiments" / "quick.toml").write_text(QUICK)
+    (target / "experiments" / "counts").mkdir()
+    (target / "experiments" / "counts" / "sitecustomize.py").write_text(COUNTS)
     _git(target, "add", "-A")
     _git(target, "commit", "--quiet", "--allow-empty", "-m", "quick experiment")
     return target
@@ -109,6 +136,25 @@ def test_same_code_is_not_a_regression(clone, tmp_path):
     assert verdict["overall"] in ("pass", "inconclusive")
     report = (tmp_path / "aa" / "report.html").read_text()
     assert "baseline" in report and "candidate" in report
+    # Both sides are built and started the same way: the same modules, the same memory.
+    counts = {side: _counts(tmp_path / "aa", side) for side in ("baseline", "candidate")}
+    assert counts["baseline"]["modules"] == counts["candidate"]["modules"], counts
+    rss = [counts[side]["rss"] for side in counts]
+    assert abs(rss[0] - rss[1]) <= 0.01 * max(rss), counts
+    envs = [json.loads((tmp_path / "aa" / side / "results.json").read_text())
+            ["session"]["code"]["environment"] for side in counts]
+    assert envs[0]["packages"] == envs[1]["packages"] and "aiohttp" in envs[0]["packages"]
+    assert envs[0]["python"] != sys.executable  # the harness' own environment is not shared
+
+
+def _counts(out: Path, side: str) -> dict:
+    """Median over rounds of the served process' imported modules and RSS at its end."""
+    rows = [tuple(map(int, path.read_text().split()))
+            for path in sorted((out / "work").glob(f"round-*-{side}/**/counts.txt"))]
+    assert rows, f"no counts written for {side}"
+    modules = sorted(r[0] for r in rows)
+    rss = sorted(r[1] for r in rows)
+    return {"modules": modules[len(rows) // 2], "rss": rss[len(rows) // 2], "rows": rows}
 
 
 @pytest.mark.slow

@@ -56,6 +56,19 @@ def test_setup_commands_run_per_instance_before_start(tmp_path):
         assert (two.state_dir / "seeded").read_text() == "2"
 
 
+def test_setup_commands_do_not_get_the_probe_hook(tmp_path):
+    write = ("import os, pathlib, sys; pathlib.Path(sys.argv[1]).write_text("
+             "os.environ.get('PERF_PROBES', 'none') + ' ' + os.environ.get('PYTHONPATH', ''))")
+    marker = ("{python}", "-c", write, "{out_dir}/setup-env")
+    subject = tiny_subject(setup=(SetupCommand(marker),))
+    group = SubjectGroup(subject, probes=Probes(sqlite=True), work_dir=tmp_path / "round",
+                         project_root=tmp_path, python=PYTHON)
+    with group as started:
+        seen = (started.instances[0].directory / "setup-env").read_text()
+        assert started.environment(started.instances[0])["PERF_PROBES"] == "sqlite"  # subject: yes
+    assert seen.startswith("none") and "boot" not in seen  # setup: no
+
+
 def test_a_failing_setup_command_quotes_its_log(tmp_path):
     failing = ("{python}", "-c", "import sys; print('seed: no such table'); sys.exit(4)")
     with pytest.raises(SubjectError, match=r"(?s)exited with code 4.*seed: no such table"):
