@@ -409,8 +409,10 @@ def sign_flip_test(diffs: Sequence[Sequence[float]], *, level: float | None = No
         # the family's critical value: the smallest c with P(max >= c) <= level; the per-metric
         # level it amounts to is what the power of each metric's own test is computed at
         level_each = 0.0
+        ordered = np.sort(biggest)
         values = np.unique(biggest)
-        tails = np.array([count(biggest >= v - tol) for v in values])
+        above = len(ordered) - np.searchsorted(ordered, values - tol, side="left")
+        tails = above / len(ordered) if exact else (above + 1) / (len(ordered) + 1)
         allowed = values[tails <= level + 1e-12]
         if len(allowed):
             critical = allowed[0]
@@ -595,40 +597,46 @@ def sequential_levels(looks: tuple[int, ...], alpha: float, *, paths: int = 200_
 # ---------------------------------------------------------------------------------------------
 # Power of the test actually used: a seeded simulation of the signed-rank sign-flip test.
 
-POWER_SIMULATIONS = 4000
+POWER_SIMULATIONS = 3000
 
 
-@lru_cache(maxsize=2048)
+EXACT_POWER_MAX_PAIRS = 30  # above: the large-sample formula, within a few % of simulation
+
+
+@lru_cache(maxsize=4096)
 def signed_rank_detectable(n: int, level: float, power: float = 0.8) -> float:
     """Smallest shift, in units of the per-pair standard deviation, that the one-sided signed-rank
     test on n pairs at `level` detects with probability `power` (normal per-pair noise).
 
-    Exact null distribution up to 60 pairs, seeded simulation of the alternative; above 60 pairs
-    the large-sample formula with the test's efficiency 3/pi. Infinite when n pairs cannot reach
-    `level` at all (2**-n > level).
+    Exact null distribution and a seeded simulation of the alternative up to
+    EXACT_POWER_MAX_PAIRS pairs; above, the large-sample formula with the test's efficiency 3/pi.
+    Infinite when n pairs cannot reach `level` at all (2**-n > level).
     """
     if n < 1 or level <= 0 or 0.5**n > level:
         return math.inf
-    if n > 60:
-        z = NormalDist().inv_cdf(1 - level) + NormalDist().inv_cdf(power)
+    z = NormalDist().inv_cdf(1 - level) + NormalDist().inv_cdf(power)
+    if n > EXACT_POWER_MAX_PAIRS:
         return z / math.sqrt(n * 3.0 / math.pi)
     probs = signed_rank_null(n)
     tail = np.cumsum(probs[::-1])[::-1]  # P(W+ >= w)
     critical = int(np.argmax(tail <= level + 1e-12))
     rng = np.random.default_rng([n, 11])
     noise = rng.normal(0.0, 1.0, (POWER_SIMULATIONS, n))
+    rows = np.arange(POWER_SIMULATIONS)[:, None]
+    ranks = np.empty((POWER_SIMULATIONS, n))
 
     def found(shift: float) -> float:
         d = noise + shift
-        r = np.argsort(np.argsort(np.abs(d), axis=1), axis=1) + 1
-        return float(((r * (d > 0)).sum(axis=1) >= critical).mean())
+        ranks[rows, np.argsort(np.abs(d), axis=1)] = np.arange(1, n + 1)
+        return float(((ranks * (d > 0)).sum(axis=1) >= critical).mean())
 
-    low, high = 0.0, 1.0
+    guess = z / math.sqrt(n * 3.0 / math.pi)
+    low, high = 0.0, guess
     while found(high) < power:
-        high *= 2
+        low, high = high, high * 1.5
         if high > 1e3:
             return math.inf
-    for _ in range(16):
+    for _ in range(12):
         mid = (low + high) / 2
         if found(mid) >= power:
             high = mid
