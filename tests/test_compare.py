@@ -10,6 +10,7 @@ import pytest
 from harness import stats
 from harness.compare import (
     VERDICT_FORMAT_VERSION,
+    Design,
     compare,
     comparison_to_json,
     exit_code,
@@ -374,3 +375,68 @@ def test_verdict_json_is_strict_json_with_every_field(tmp_path):
 def test_the_same_inputs_and_seed_give_the_same_verdict():
     first = comparison_to_json(compare(*session(9, 10, shift=0.1)))
     assert first == comparison_to_json(compare(*session(9, 10, shift=0.1)))
+
+
+# --- the bugs of issue 11 -----------------------------------------------------------------------
+
+
+def test_a_few_bytes_on_a_zero_baseline_are_not_a_change():
+    base = make_results([make_round(i, {"read_chars_per_request": 0.0, "errors": 0.0})
+                         for i in range(6)])
+    cand = make_results([make_round(i, {"read_chars_per_request": v, "errors": 0.0})
+                         for i, v in enumerate((0.0, 0.0, 0.03, 0.0, 0.0, 0.0))],
+                        policies={"read_chars_per_request": {"gate": True}})
+    metric = by_key(compare(base, cand))["read_chars_per_request"]
+    assert metric.verdict == "unchanged" and "floor" in metric.reason
+
+
+def test_a_gated_metric_measured_on_one_side_only_is_inconclusive_and_named():
+    base, cand = session(10, 8, offset_sd=0.02, paired=True)
+    stripped = make_results([make_round(r.index, {k: v for k, v in r.summary.items()
+                                                  if k != "cpu_per_request"})
+                             for r in cand.rounds], session=cand.session)
+    comparison = compare(base, stripped)
+    assert comparison.overall == "inconclusive"
+    assert "cpu_per_request" in comparison.headline
+    assert any("cpu_per_request was measured on one side only" in r for r in comparison.reasons)
+
+
+def test_the_instruction_tiers_min_change_is_honoured():
+    def side(value, min_change):
+        return make_results([make_round(0, counter_summary())], instructions={
+            "min_change": min_change, "endpoints": {"channels": {"per_request": value}}})
+
+    metric = by_key(compare(side(1e6, 0.05), side(1.03e6, 0.05)))
+    assert metric["instructions_per_request[channels]"].verdict == "unchanged"
+    assert metric["instructions_per_request[channels]"].min_change == 0.05
+    runs = make_results([make_round(0, counter_summary())], instructions={
+        "endpoints": {"channels": {"per_request": 1.0e6, "per_request_runs": [1.0e6, 1.00002e6]}}})
+    assert by_key(compare(runs, runs))["instructions_per_request[channels]"].baseline_rounds \
+        == (1.0e6, 1.00002e6)
+
+
+def test_identical_code_in_a_paired_session_passes_with_timings_resolution():
+    comparison = compare(*session(11, 8, offset_sd=0.05, pair_sd=0.08, paired=True))
+    assert comparison.overall == "pass" and exit_code(comparison) == 0
+    assert "timing resolution +-" in comparison.headline
+    timing = by_key(comparison)["cpu_per_request"]
+    assert timing.paired and "sign-flip" in timing.evidence and "max-T" in timing.evidence
+
+
+def test_timing_alone_that_cannot_decide_stays_inconclusive():
+    comparison = compare(*session(12, 8, offset_sd=0.3, paired=True, counters=False))
+    assert comparison.overall == "inconclusive"
+
+
+def test_a_paired_regression_needs_its_lower_bound_at_half_the_minimum():
+    comparison = compare(*session(13, 10, shift=0.25, offset_sd=0.04, pair_sd=0.1, paired=True))
+    cpu = by_key(comparison)["cpu_per_request"]
+    assert cpu.verdict == "regression" and cpu.ci_low >= cpu.min_change / 2
+    assert comparison.overall == "regression" and exit_code(comparison) == 2
+
+
+def test_unconfirmed_timing_neither_fails_nor_passes():
+    comparison = compare(*session(14, 10, shift=0.5, counters=True), design=Design(confirmed=False))
+    timing = [m for m in comparison.gated if m.kind == "timing"]
+    assert all(m.verdict == "inconclusive" for m in timing)
+    assert comparison.overall == "inconclusive"

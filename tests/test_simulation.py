@@ -34,11 +34,11 @@ def test_aa_false_alarms_with_the_adaptive_loop_stay_at_one_percent():
     sessions = [perf_session(seed, SHAPES[seed % len(SHAPES)]) for seed in range(360)]
     assert sum(c.overall == "regression" for c in sessions) <= 3  # 1% of 360 (measured: 0)
     assert all(exit_code(c) == 0 for c in sessions)
-    # the test and the alpha spending alone: 0.93% over 1,500 sessions (docs/statistics.md);
-    # here 720 sessions, allowing for the sampling error of that estimate
+    # the test and the alpha spending alone: 1.2% over 3,000 sessions (docs/statistics.md; the
+    # sequential levels come from a normal approximation of the exact test); 720 sessions here
     alarms = sum(perf_session(seed, SHAPES[seed % len(SHAPES)], policies=TEST_ONLY).overall
                  == "regression" for seed in range(1000, 1720))
-    assert alarms <= 11  # 1.5%
+    assert alarms <= 14  # 2%
 
 
 def test_without_the_sequential_plan_the_same_loop_raises_more_alarms(monkeypatch):
@@ -47,7 +47,7 @@ def test_without_the_sequential_plan_the_same_loop_raises_more_alarms(monkeypatc
     monkeypatch.setattr(Plan, "design", lambda self, pairs: Design(level=0.05))
     alarms = sum(perf_session(seed, SHAPES[seed % len(SHAPES)], policies=TEST_ONLY).overall
                  == "regression" for seed in range(1000, 1360))
-    assert alarms > 11
+    assert alarms > 14
 
 
 @pytest.mark.parametrize("jitter", [0.003, 0.005])
