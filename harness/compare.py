@@ -474,6 +474,8 @@ def _judge_paired_family(family: list[Series], policies: dict[str, Policy], desi
         else:
             settle = f"; about {needed} pairs would settle a {_pct(threshold)} change" if needed \
                 else ""
+            if needed_observed and observed >= math.log1p(GATE_FRACTION * threshold):
+                settle += f", about {needed_observed} the {_fmt(worse_est)} observed"
             resolution = (f"timing resolution at +-{detectable:.1%}" if math.isfinite(detectable)
                           else "no change detectable at this look's level")
             verdict, reason = "inconclusive", (

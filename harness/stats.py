@@ -567,8 +567,8 @@ def sequential_levels(looks: tuple[int, ...], alpha: float, *, paths: int = 200_
     observed at the looks): at each look the boundary crossed by the increment of spent alpha
     among the paths not yet stopped. A test at look k rejects when its p-value <= level k.
     """
-    if not looks:
-        return ()
+    if len(looks) <= 1:
+        return (alpha,) * len(looks)
     planned = looks[-1]
     rng = np.random.default_rng(seed)
     total = np.zeros(paths)
