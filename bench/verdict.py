@@ -6,7 +6,7 @@
 Measures `--triples` triples of rounds of the reference peer (experiments/api-quick.toml, fewer
 torrents), each triple in a seeded random order: two rounds of the project as it is (A1, A2) and
 one of a copy whose /channels handler does `--extra-work` more hash iterations (B, subjects/peer/
-tuning.py; 30,000 iterations is about +10% CPU per request on an idle machine). The rounds of one
+tuning.py; 30,000 iterations measured +35% CPU per request, 8,500 about +10%). The rounds of one
 triple ran within a minute of each other, so (A1, A2) is a real A/A pair and (A1, B) a real A/B
 pair, both sharing their period's conditions as perf's pairs do. `--hog` keeps a CPU hog busy on
 one core for the whole run (a pure-Python loop in a child process, stopped at the end).
