@@ -202,9 +202,10 @@ def run_session(
             return baseline, candidate, comparison, (
                 f"settled at look {design.look} of {design.planned} ({done} pairs)")
         if done >= plan.planned:
+            over = (f", over the {budget:.0f} s budget: the first {pairs} pairs always run"
+                    if elapsed > budget else f" in the {budget:.0f} s budget")
             return baseline, candidate, comparison, (
-                f"all {design.planned} planned looks done ({done} pairs) within the "
-                f"{budget:.0f} s budget")
+                f"all {design.planned} planned look(s) done ({done} pairs){over}")
         left = (plan.planned - done) * pace
         log(f"look {design.look} of {design.planned} ({done} pairs): {comparison.overall}; "
             f"adding a pair, about {left:.0f} s left at most")
