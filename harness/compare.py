@@ -295,8 +295,8 @@ def judge_counter(series: Series, policy: Policy, *, alpha: float = ALPHA) -> Me
     for that level, the extreme differences stand in), relative to the baseline's median.
 
     regression: the interval clears zero the bad way and the estimate reaches min_change and the
-    metric's absolute floor. unchanged: the whole interval lies within +-min_change (or within the
-    floor). Anything else: inconclusive. One round per side still decides (counters varied 0-0.1%
+    metric's absolute floor. unchanged: the whole interval lies strictly within +-min_change (or
+    within the floor). Anything else: inconclusive. One round per side still decides (counters varied 0-0.1%
     between runs, DESIGN.md 8): the interval is then the single difference.
     """
     metric = METRICS[series.metric]
@@ -320,13 +320,14 @@ def judge_counter(series: Series, policy: Policy, *, alpha: float = ALPHA) -> Me
     verdict: MetricVerdict
     interval = (f"{_fmt(change)} (interval {_fmt(low)} to {_fmt(high)})" if scale else
                 f"{base:g} -> {cand:g} {metric.unit}")
-    if worse_low > 0 and worse_est > allowed or (threshold == 0 and floor == 0 and worse_low > 0):
+    reaches = (lambda change: change >= allowed) if allowed > 0 else (lambda change: change > 0)
+    if worse_low > 0 and reaches(worse_est):
         verdict = "regression"
-        reason = f"{interval}: worse, beyond the {_limit(threshold, floor, metric)}"
-    elif -worse_high > 0 and -worse_est > allowed:
+        reason = f"{interval}: worse, reaching the {_limit(threshold, floor, metric)}"
+    elif -worse_high > 0 and reaches(-worse_est):
         verdict = "improvement"
-        reason = f"{interval}: better, beyond the {_limit(threshold, floor, metric)}"
-    elif worse_high <= allowed and -worse_low <= allowed:
+        reason = f"{interval}: better, reaching the {_limit(threshold, floor, metric)}"
+    elif worse_high < allowed and -worse_low < allowed or worse_high == worse_low == 0:
         verdict = "unchanged"
         reason = f"{interval}: within the {_limit(threshold, floor, metric)}"
     else:
@@ -814,12 +815,15 @@ def _overall(
 
 
 def _resolution(metrics: list[MetricComparison]) -> str:
-    timing = [m for m in metrics if m.gate and m.kind == "timing" and m.detectable is not None
-              and math.isfinite(m.detectable)]
+    """"; timing resolution +-3.5% (cpu_per_request), +-216% (latency_mean)": every gated timing
+    metric's smallest detectable change, best first."""
+    timing = sorted((m for m in metrics if m.gate and m.kind == "timing"),
+                    key=lambda m: m.detectable if m.detectable is not None else math.inf)
     if not timing:
         return ""
-    best = min(timing, key=lambda m: m.detectable or math.inf)
-    return f"; timing resolution +-{best.detectable:.1%} ({best.key})"
+    parts = [f"+-{m.detectable:.1%} ({m.key})" if m.detectable is not None
+             and math.isfinite(m.detectable) else f"none yet ({m.key})" for m in timing[:4]]
+    return "; timing resolution " + ", ".join(parts)
 
 
 def _headline(overall: Overall, metrics: list[MetricComparison], facts: _Facts) -> str:
