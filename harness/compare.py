@@ -296,8 +296,8 @@ def judge_counter(series: Series, policy: Policy, *, alpha: float = ALPHA) -> Me
 
     regression: the interval clears zero the bad way and the estimate reaches min_change and the
     metric's absolute floor. unchanged: the whole interval lies strictly within +-min_change (or
-    within the floor). Anything else: inconclusive. One round per side still decides (counters varied 0-0.1%
-    between runs, DESIGN.md 8): the interval is then the single difference.
+    within the floor). Anything else: inconclusive. One round per side still decides (counters
+    varied 0-0.1% between runs, DESIGN.md 8): the interval is then the single difference.
     """
     metric = METRICS[series.metric]
     threshold, floor = policy.min_change, metric.floor
