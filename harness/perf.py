@@ -78,20 +78,27 @@ class Session:
         self.pair_seconds: list[float] = []
         self.instructions: dict[str, dict | None] = {label: None for label in self.labels}
 
-    def count_instructions(self) -> None:
-        """The instruction tier, INSTRUCTION_RUNS times per side: its counts barely vary between
-        runs, and the second run measures how little (the counter interval needs a spread)."""
-        for label, side in self.sides.items():
-            if not side.experiment.instructions.enabled:
-                continue
-            runs = []
-            for run in range(INSTRUCTION_RUNS):
-                self.log(f"instruction counts under valgrind: {label} ({run + 1} of "
-                         f"{INSTRUCTION_RUNS})")
-                runs.append(run_instruction_tier(
+    def count_instructions(self, *, time_left: Callable[[], float] = lambda: float("inf")) -> None:
+        """The instruction tier: once per side, then a second time per side so the counts' own
+        spread is measured, unless that would leave less than half of the time left for the
+        rounds (under heavy load a cachegrind run takes minutes instead of about 24 s)."""
+        runs: dict[str, list] = {label: [] for label in self.labels}
+        for run in range(INSTRUCTION_RUNS):
+            started = time.monotonic()
+            for label, side in self.sides.items():
+                if not side.experiment.instructions.enabled:
+                    continue
+                self.log(f"instruction counts under valgrind: {label} (run {run + 1})")
+                runs[label].append(run_instruction_tier(
                     side.experiment, work_dir=self.work_dir / f"instructions-{label}-{run}",
                     project_root=side.checkout.root, python=side.checkout.python))
-            self.instructions[label] = merge_instruction_runs(runs)
+            took = time.monotonic() - started
+            if run + 1 < INSTRUCTION_RUNS and took > time_left() / 2:
+                self.log(f"instruction tier took {took:.0f} s; one run per side this time, "
+                         f"to leave the budget to the rounds")
+                break
+        for label in self.labels:
+            self.instructions[label] = merge_instruction_runs(runs[label])
 
     def run_pair(self) -> None:
         started = time.monotonic()
@@ -183,7 +190,7 @@ def run_session(
     """`pairs` interleaved pairs, then one look per further pair up to the plan that the budget
     (the whole session's wall time, counted from `started`) allows; alpha spent across looks."""
     session = Session(sides, work_dir=work_dir, seed=seed, log=log)
-    session.count_instructions()
+    session.count_instructions(time_left=lambda: budget - (time.monotonic() - started))
     for _ in range(pairs):
         session.run_pair()
     pace = max(session.pair_seconds)

@@ -177,3 +177,28 @@ def test_merged_instruction_runs_keep_a_number_and_list_every_run():
     assert merged["endpoints"]["channels"]["per_request_runs"] == [100.0, 101.0]
     assert merged["runs"] == 2 and merged["min_change"] == 0.01
     assert perf.merge_instruction_runs([None]) is None
+
+
+def test_the_second_instruction_run_is_skipped_when_it_would_eat_the_rounds_budget(monkeypatch,
+                                                                                   tmp_path):
+    from types import SimpleNamespace
+
+    calls = []
+
+    def tier(experiment, **kwargs):
+        calls.append(kwargs["work_dir"].name)
+        return {"endpoints": {"channels": {"per_request": 100.0 + len(calls)}}}
+
+    monkeypatch.setattr(perf, "run_instruction_tier", tier)
+    experiment = SimpleNamespace(instructions=SimpleNamespace(enabled=True))
+    sides = tuple(perf.Side(label, experiment, SimpleNamespace(root=tmp_path, python="python"))
+                  for label in ("baseline", "candidate"))
+    roomy = perf.Session(sides, work_dir=tmp_path, seed=1, log=lambda line: None)
+    roomy.count_instructions(time_left=lambda: 1e6)
+    assert len(calls) == 4
+    assert roomy.instructions["baseline"]["endpoints"]["channels"]["per_request_runs"] == [101.0,
+                                                                                          103.0]
+    calls.clear()
+    tight = perf.Session(sides, work_dir=tmp_path, seed=1, log=lambda line: None)
+    tight.count_instructions(time_left=lambda: 0.0)
+    assert len(calls) == 2 and tight.instructions["candidate"]["runs"] == 1
