@@ -350,8 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline-set", action="append", default=[], metavar="KEY=VALUE",
                    help="variables for the baseline side only (e.g. db=blocking)")
     p.add_argument("--budget", default=None,
-                   help="time the whole session may take while adding rounds to settle an "
-                   "inconclusive verdict (default: the experiment's perf_budget, 5m)")
+                   help="wall time of the whole session, instruction tier included; the looks "
+                   "are planned from it (default: the experiment's perf_budget, 5m)")
     p.add_argument("--rounds", type=_positive, default=None,
                    help="rounds per side to start with")
     p.add_argument("--seed", type=int, default=None, help="seed of the interleaving order")

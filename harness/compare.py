@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from harness import probes, stats
 from harness.environment import fingerprint_mismatches
 from harness.errors import ConfigError, ExitCode
@@ -23,11 +25,17 @@ from harness.results import Results, Round
 
 # verdict.json format_version history:
 #   1 (harness 0.1.0): first version.
-VERDICT_FORMAT_VERSION = 1
+#   2 (harness 0.2.0): paired, one-sided, sequential timing (per metric `paired`,
+#     `rounds_needed_for_change`; details.statistics says the look, its level and the failures
+#     per side); counters with intervals and floors; overload as a regression.
+VERDICT_FORMAT_VERSION = 2
 
-MIN_TIMING_ROUNDS = 5  # below this the exact rank test can never reach p < 0.01 (DESIGN.md 8)
+ALPHA = 0.01  # the chance of any false alarm among the gated metrics, over all looks
 MAX_ERROR_RATE = 0.01  # default when the results do not record the experiment's limit
-BOOTSTRAP_RESAMPLES = 2000
+GATE_FRACTION = 0.5  # share of min_change a gated timing change must reach with confidence
+DESCRIBE_FDR = 0.05  # false discovery rate among the metrics that do not gate
+# Rates the open-loop driver sets: at a fixed offered rate they measure the rate, not the subject
+DRIVER_FIXED = frozenset({"responses_per_s", "throughput_kbps"})
 
 # Metrics measured on every instance's process tree (harness.metrics.resource_metrics); only these
 # are compared for instances other than the one receiving the load.
@@ -77,6 +85,8 @@ class MetricComparison:
     baseline_rounds: tuple[float, ...] = ()
     candidate_rounds: tuple[float, ...] = ()
     control: float | None = None  # A/A control: baseline's odd vs even rounds, relative change
+    rounds_needed_for_change: int | None = None  # pairs that would settle the change observed
+    paired: bool = False  # judged on per-pair ratios of an interleaved session
 
 
 @dataclass(frozen=True)
@@ -122,12 +132,16 @@ def _override(policy: Policy, layer: Any) -> Policy:
 def resolve_policies(
     candidate: Results, policies: Mapping[str, Any] | None = None
 ) -> dict[str, Policy]:
-    """Every metric's policy: METRICS default < candidate.experiment.policies < `policies`.
+    """Every metric's policy: METRICS default < the instruction tier's min_change <
+    candidate.experiment.policies < `policies`.
 
     Keys are metric names, plus "metric@endpoint" for an endpoint's own override (present only
     when some layer names it); series_policies() turns these into one policy per series.
     """
-    layers = (("the experiment's [metrics] table", candidate.experiment.policies),
+    tier = (candidate.instructions or {}).get("min_change")  # [instructions] min_change
+    layers = (("the instruction tier", {INSTRUCTIONS_METRIC: {"min_change": tier}}
+               if isinstance(tier, (int, float)) else {}),
+              ("the experiment's [metrics] table", candidate.experiment.policies),
               ("the policies argument", policies or {}))
     resolved = {name: Policy(m.gate, m.min_change) for name, m in METRICS.items()}
     for where, layer in layers:
@@ -247,7 +261,8 @@ def _instruction_values(results: Results) -> dict[str, tuple[float, ...]]:
     endpoints = (results.instructions or {}).get("endpoints") or {}
     out: dict[str, tuple[float, ...]] = {}
     for name, entry in endpoints.items():
-        value = entry.get("per_request") if isinstance(entry, Mapping) else None
+        value = (entry.get("per_request_runs") or entry.get("per_request")
+                 if isinstance(entry, Mapping) else None)
         values = value if isinstance(value, (list, tuple)) else [value]
         numbers = tuple(float(v) for v in values if isinstance(v, (int, float)))
         if numbers:
@@ -302,18 +317,7 @@ def _order(item: ValueKey) -> tuple[int, float, int, str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Counters and instruction counts: nearly deterministic, judged by a relative threshold.
-
-
-def _spread(values: tuple[float, ...]) -> float:
-    """(max - min) / |median| of one side's rounds; 0 for a single value."""
-    if len(values) < 2:
-        return 0.0
-    mid = stats.median(values)
-    width = max(values) - min(values)
-    if mid == 0:
-        return 0.0 if width == 0 else math.inf
-    return width / abs(mid)
+# Counters and instruction counts: nearly deterministic, judged with a margin and a floor.
 
 
 def _worse(change: float, metric: Metric) -> float:
@@ -330,49 +334,110 @@ def _pct(fraction: float) -> str:
     return f"{fraction * 100:.3g}%"
 
 
-def judge_counter(series: Series, policy: Policy) -> MetricComparison:
-    """Counter test: regression when the median moved the bad way by more than min_change.
+def _spread(values: tuple[float, ...]) -> float:
+    """(max - min) / |median| of one side's rounds; 0 for a single value."""
+    if len(values) < 2:
+        return 0.0
+    mid = stats.median(values)
+    width = max(values) - min(values)
+    if mid == 0:
+        return 0.0 if width == 0 else math.inf
+    return width / abs(mid)
 
-    One round per side suffices (counters varied 0-0.1% between runs, DESIGN.md 8). With several
-    rounds the medians are compared and each side's own spread ((max - min) / median) must stay
-    below min_change, else the counter is not deterministic enough and the verdict is inconclusive.
-    With min_change 0 (errors) any increase is a regression, including any increase from 0.
-    """
+
+def _comparison(series: Series, policy: Policy, **values: Any) -> MetricComparison:
     metric = METRICS[series.metric]
-    threshold = policy.min_change
-    base, cand = stats.median(series.baseline), stats.median(series.candidate)
-    change = stats.relative_change(base, cand)
-    n1, n2 = len(series.baseline), len(series.candidate)
-    spread = max(_spread(series.baseline), _spread(series.candidate))
-    verdict: MetricVerdict
-    measured_spread = spread if max(n1, n2) > 1 else None
-    kind = "instructions under valgrind" if series.evidence == "instructions" else "counter"
-    unit = "run" if series.evidence == "instructions" else "round"
-    evidence = f"{kind}, {n1} + {n2} {unit}s, relative threshold {_pct(threshold)}"
-    if change is None:  # from exactly 0 to something: no ratio, but the direction is clear
-        verdict = "regression" if metric.better == "lower" else "improvement"
-        reason = f"went from 0 to {cand:g}; any change from 0 counts"
-    elif threshold > 0 and measured_spread is not None and spread >= threshold:
-        verdict = "inconclusive"
-        reason = (f"its rounds varied by {spread:.1%}, not below the {_pct(threshold)} threshold; "
-                  f"raise min_change or judge it as timing")
-    elif _worse(change, metric) > threshold:
-        verdict = "regression"
-        reason = f"{_fmt(change)} is worse by more than the {_pct(threshold)} threshold"
-    elif -_worse(change, metric) > threshold:
-        verdict = "improvement"
-        reason = f"{_fmt(change)} is better by more than the {_pct(threshold)} threshold"
-    else:
-        verdict = "unchanged"
-        reason = f"{_fmt(change)} is within the {_pct(threshold)} threshold"
     return MetricComparison(
         key=series.key, metric=series.metric, label=_label(series, metric), unit=metric.unit,
         kind=metric.kind, better=metric.better, step=series.step, gate=policy.gate,
-        min_change=threshold, baseline=base, candidate=cand, change=change, ci_low=None,
-        ci_high=None, p_value=None, p_adjusted=None, detectable=measured_spread,
-        rounds_needed=None, noise=measured_spread, verdict=verdict, evidence=evidence,
-        reason=reason, baseline_rounds=series.baseline, candidate_rounds=series.candidate,
-    )
+        min_change=policy.min_change, baseline_rounds=series.baseline,
+        candidate_rounds=series.candidate, **values)
+
+
+def judge_counter(series: Series, policy: Policy, *, alpha: float = ALPHA) -> MetricComparison:
+    """Counter test with a margin: the Hodges-Lehmann shift of candidate over baseline values
+    with its distribution-free interval (each bound one-sided at 1 - alpha; with too few rounds
+    for that level, the extreme differences stand in), relative to the baseline's median.
+
+    regression: the interval clears zero the bad way and the estimate reaches min_change and the
+    metric's absolute floor. unchanged: the whole interval lies strictly within +-min_change (or
+    within the floor). Anything else: inconclusive. One round per side still decides (counters
+    varied 0-0.1% between runs, DESIGN.md 8): the interval is then the single difference.
+    """
+    metric = METRICS[series.metric]
+    threshold, floor = policy.min_change, metric.floor
+    base, cand = stats.median(series.baseline), stats.median(series.candidate)
+    n1, n2 = len(series.baseline), len(series.candidate)
+    shift = stats.shift_interval(series.baseline, series.candidate, alpha=alpha, clip=True)
+    kind = "instructions under valgrind" if series.evidence == "instructions" else "counter"
+    unit = "run" if series.evidence == "instructions" else "round"
+    margin = "Hodges-Lehmann interval" if max(n1, n2) > 1 else "no margin from one value per side"
+    evidence = (f"{kind}, {n1} + {n2} {unit}s, {margin}, threshold {_pct(threshold)}"
+                + (f", floor {floor:g} {metric.unit}" if floor else ""))
+    sign = 1.0 if metric.better == "lower" else -1.0
+    worse_est, worse_low, worse_high = (sign * shift.estimate,
+                                        *sorted((sign * shift.low, sign * shift.high)))
+    scale = abs(base)
+    relative = (lambda x: x / scale) if scale else (lambda x: None)
+    change = relative(shift.estimate) if scale else (0.0 if shift.estimate == 0 else None)
+    low, high = (relative(shift.low), relative(shift.high)) if scale else (None, None)
+    allowed = max(threshold * scale, floor)  # the largest change that does not matter
+    verdict: MetricVerdict
+    interval = (f"{_fmt(change)} (interval {_fmt(low)} to {_fmt(high)})" if scale else
+                f"{base:g} -> {cand:g} {metric.unit}")
+    reaches = (lambda change: change >= allowed) if allowed > 0 else (lambda change: change > 0)
+    if worse_low > 0 and reaches(worse_est):
+        verdict = "regression"
+        reason = f"{interval}: worse, reaching the {_limit(threshold, floor, metric)}"
+    elif -worse_high > 0 and reaches(-worse_est):
+        verdict = "improvement"
+        reason = f"{interval}: better, reaching the {_limit(threshold, floor, metric)}"
+    elif worse_high < allowed and -worse_low < allowed or worse_high == worse_low == 0:
+        verdict = "unchanged"
+        reason = f"{interval}: within the {_limit(threshold, floor, metric)}"
+    else:
+        verdict = "inconclusive"
+        spread = max(_spread(series.baseline), _spread(series.candidate))
+        reason = (f"{interval}: its rounds varied by {spread:.1%} and the interval reaches "
+                  f"beyond the {_limit(threshold, floor, metric)} "
+                  f"without clearing it; more rounds would settle it")
+    return _comparison(
+        series, policy, baseline=base, candidate=cand, change=change, ci_low=low, ci_high=high,
+        p_value=None, p_adjusted=None, detectable=None, rounds_needed=None,
+        noise=max(_spread(series.baseline), _spread(series.candidate)) if max(n1, n2) > 1
+        else None, verdict=verdict, evidence=evidence, reason=reason)
+
+
+def _limit(threshold: float, floor: float, metric: Metric) -> str:
+    text = f"{_pct(threshold)} threshold"
+    return text + (f" and the {floor:g} {metric.unit} floor" if floor else "")
+
+
+def judge_errors(series: Series, policy: Policy, exposure: tuple[float, float], *,
+                 alpha: float = ALPHA) -> MetricComparison:
+    """Errors: an exact test on the counts given the requests each side sent (conditional
+    binomial: with equal failure rates the candidate's share of all failures follows its share
+    of the requests). Regression when p < alpha and the candidate's rate is higher."""
+    e_b, e_c = int(round(sum(series.baseline))), int(round(sum(series.candidate)))
+    r_b, r_c = exposure
+    p_worse = stats.binomial_excess_p(e_b, int(r_b), e_c, int(r_c))
+    p_better = stats.binomial_excess_p(e_c, int(r_c), e_b, int(r_b))
+    base, cand = stats.median(series.baseline), stats.median(series.candidate)
+    rate_b, rate_c = (e_b / r_b if r_b else 0.0), (e_c / r_c if r_c else 0.0)
+    counts = f"{e_c:d} failed of {int(r_c)} in the candidate, {e_b:d} of {int(r_b)} in the baseline"
+    verdict: MetricVerdict
+    if p_worse < alpha and rate_c > rate_b:
+        verdict, reason = "regression", f"{counts}: more than chance gives (p = {p_worse:.2g})"
+    elif p_better < alpha and rate_b > rate_c:
+        verdict, reason = "improvement", f"{counts}: fewer than chance gives (p = {p_better:.2g})"
+    else:
+        verdict, reason = "unchanged", f"{counts}: a difference chance gives (p = {p_worse:.2g})"
+    return _comparison(
+        series, policy, baseline=base, candidate=cand,
+        change=stats.relative_change(rate_b, rate_c), ci_low=None, ci_high=None,
+        p_value=p_worse, p_adjusted=None, detectable=None, rounds_needed=None, noise=None,
+        verdict=verdict, evidence="counter, exact test on error counts given the requests",
+        reason=reason)
 
 
 def _label(series: Series, metric: Metric) -> str:
@@ -383,147 +448,290 @@ def _label(series: Series, metric: Metric) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Timing: noisy, judged by a rank test on round values, a bootstrap interval and a noise control.
+# Timing: noisy. Interleaved sessions are judged on per-pair log ratios with a one-sided
+# sign-flip test (max-T over the gated family) at the level this look may spend; results from
+# two separate runs by one-sided rank tests with Holm's correction.
 
 
 @dataclass(frozen=True)
-class TimingEvidence:
-    """Everything measured about one timing metric before the multiple-comparison correction."""
+class Design:
+    """How timing is judged in this comparison.
 
-    series: Series
-    policy: Policy
-    baseline: float
-    candidate: float
-    change: float | None
-    ci: tuple[float, float] | None
-    test: stats.RankTest
-    cv: float  # the larger of the two sides' round-to-round coefficients of variation
-    noise: float  # the baseline's own coefficient of variation
-    control: float | None  # baseline's odd vs even rounds
-
-
-def timing_evidence(series: Series, policy: Policy, *, alpha: float, seed: int) -> TimingEvidence:
-    """Two-sided Mann-Whitney on round values, bootstrap CI (level 1 - alpha), noise and control."""
-    b, c = series.baseline, series.candidate
-    base, cand = stats.median(b), stats.median(c)
-    ci = stats.bootstrap_ratio_ci(b, c, level=1.0 - alpha, resamples=BOOTSTRAP_RESAMPLES,
-                                  seed=seed)
-    noise = stats.coefficient_of_variation(b)
-    return TimingEvidence(
-        series=series, policy=policy, baseline=base, candidate=cand,
-        change=stats.relative_change(base, cand), ci=ci, test=stats.mann_whitney(b, c),
-        cv=max(noise, stats.coefficient_of_variation(c)), noise=noise,
-        control=stats.split_half_change(b),
-    )
-
-
-def _timing_verdict(
-    ev: TimingEvidence, p_adjusted: float, alpha: float, family: int, detectable: float,
-    needed: int | None,
-) -> tuple[MetricVerdict, str]:
-    """Regression/improvement: adjusted p < alpha, |change| >= min_change, CI excludes 0 and the
-    change exceeds the A/A control. Unchanged: a min_change shift was detectable, the CI lies
-    within +-min_change and the control stayed below it. Anything else: inconclusive."""
-    metric, threshold = METRICS[ev.series.metric], ev.policy.min_change
-    n1, n2 = len(ev.series.baseline), len(ev.series.candidate)
-    settle = f"; about {needed} rounds per side would settle it" if needed else ""
-    floor = stats.min_p_value(n1, n2)
-    if min(n1, n2) < MIN_TIMING_ROUNDS:
-        return "inconclusive", (
-            f"only {n1} + {n2} rounds: a rank test on so few rounds cannot go below "
-            f"p = {floor:.2g}, so no change can be shown at alpha {alpha:g}; at least "
-            f"{MIN_TIMING_ROUNDS} rounds per side are needed{settle}")
-    if floor * family >= alpha:
-        return "inconclusive", (
-            f"with {n1} + {n2} rounds the rank test cannot go below p = {floor:.2g}, and Holm's "
-            f"correction over {family} timing metrics needs p < {alpha / family:.2g}; more "
-            f"rounds are needed{settle}")
-    if ev.change is None or ev.ci is None:
-        return "inconclusive", "the baseline's median is 0, so a relative change is undefined"
-    low, high = ev.ci
-    interval = f"{_fmt(ev.change)} (CI {_fmt(low)} to {_fmt(high)}, adjusted p = {p_adjusted:.2g})"
-    control = abs(ev.control) if ev.control is not None else 0.0
-    significant = p_adjusted < alpha and (low > 0 or high < 0)
-    if significant and abs(ev.change) >= threshold and abs(ev.change) > control:
-        verdict: MetricVerdict = "regression" if _worse(ev.change, metric) > 0 else "improvement"
-        return verdict, f"{interval}, beyond the {_pct(threshold)} minimum"
-    if significant and abs(ev.change) >= threshold:
-        return "inconclusive", (
-            f"{interval}, but the baseline's own odd and even rounds differed by "
-            f"{_fmt(ev.control)}, as much as this change{settle}")
-    if control >= threshold > 0:
-        return "inconclusive", (
-            f"{interval}; the baseline's own odd and even rounds differed by {_fmt(ev.control)}, "
-            f"at least the {_pct(threshold)} minimum, so this session is too noisy{settle}")
-    if detectable <= threshold and -threshold <= low and high <= threshold:
-        return "unchanged", (
-            f"{interval}, within +-{_pct(threshold)}; a {detectable:.1%} change would have been "
-            f"detected")
-    if detectable > threshold:
-        return "inconclusive", (
-            f"{interval}; round-to-round noise of {ev.cv:.1%} hides a {_pct(threshold)} change "
-            f"with {n1} + {n2} rounds (smallest detectable {detectable:.1%}){settle}")
-    return "inconclusive", (
-        f"{interval}: the interval reaches beyond +-{_pct(threshold)} without a significant "
-        f"change{settle}")
-
-
-def judge_timing(
-    ev: TimingEvidence, *, p_adjusted: float, family: int, alpha: float
-) -> MetricComparison:
-    """Timing verdict for one metric, given its Holm-adjusted p among `family` metrics.
-
-    The detectable change and rounds needed use alpha / family (Holm's strictest step), so they
-    hold for whichever metric the correction treats hardest.
+    `level`: the nominal one-sided level of this look (perf's sequential plan spends alpha over
+    its looks; a single comparison spends all of it). `look`/`planned`: the pairs judged now and
+    the most the plan allows. `confirmed`: False when the two sides were measured at different
+    times (a nightly artifact): gated timing can then neither fail nor pass.
     """
-    metric, series = METRICS[ev.series.metric], ev.series
-    n1, n2 = len(series.baseline), len(series.candidate)
-    alpha_each = alpha / max(1, family)
-    detectable = stats.detectable_change(ev.cv, n1, n2, alpha=alpha_each)
-    needed = stats.rounds_needed(ev.cv, ev.policy.min_change, alpha=alpha_each)
-    if needed is not None:
-        needed = max(needed, MIN_TIMING_ROUNDS)
-    verdict, reason = _timing_verdict(ev, p_adjusted, alpha, max(1, family), detectable,
-                                      needed)
-    method = "exact" if ev.test.method == "exact" else "normal-approximation"
-    evidence = (f"timing, {n1} + {n2} rounds, {method} Mann-Whitney, Holm over {family} "
-                f"{'gated' if ev.policy.gate else 'non-gated'} timing metrics")
-    return MetricComparison(
-        key=series.key, metric=series.metric, label=_label(series, metric), unit=metric.unit,
-        kind=metric.kind, better=metric.better, step=series.step, gate=ev.policy.gate,
-        min_change=ev.policy.min_change, baseline=ev.baseline, candidate=ev.candidate,
-        change=ev.change, ci_low=ev.ci[0] if ev.ci else None,
-        ci_high=ev.ci[1] if ev.ci else None, p_value=ev.test.p_value, p_adjusted=p_adjusted,
-        detectable=detectable, rounds_needed=needed if verdict == "inconclusive" else None,
-        noise=ev.noise, verdict=verdict, evidence=evidence, reason=reason,
-        baseline_rounds=series.baseline, candidate_rounds=series.candidate, control=ev.control,
-    )
+
+    level: float = ALPHA
+    look: int | None = None
+    planned: int | None = None
+    confirmed: bool = True
+
+
+def _pairs(baseline: Results, candidate: Results) -> int | None:
+    """Pairs of an interleaved session both sides come from, else None (unpaired)."""
+    b, c = baseline.session, candidate.session
+    if b.get("mode") != "interleaved" or c.get("mode") != "interleaved":
+        return None
+    if b.get("seed") != c.get("seed") or not isinstance(b.get("pairs"), int):
+        return None
+    return int(b["pairs"])
+
+
+def _paired(series: Series, pairs: int | None) -> bool:
+    return (pairs is not None and len(series.baseline) == len(series.candidate) == pairs
+            and min(series.baseline + series.candidate) > 0)
+
+
+def _log_ratios(series: Series) -> np.ndarray:
+    return np.log(np.asarray(series.candidate)) - np.log(np.asarray(series.baseline))
+
+
+def _rel(x: float) -> float:
+    return math.expm1(x) if math.isfinite(x) else x
+
+
+def _judge_paired_family(family: list[Series], policies: dict[str, Policy], design: Design, *,
+                         alpha: float, seed: int) -> list[MetricComparison]:
+    """Gated timing of an interleaved session: one max-T sign-flip test over the family."""
+    if not family:
+        return []
+    signs = np.array([1.0 if METRICS[s.metric].better == "lower" else -1.0 for s in family])
+    worse = np.stack([_log_ratios(s) for s in family]) * signs[:, None]
+    up = stats.sign_flip_test(worse, level=design.level, seed=seed)
+    down = stats.sign_flip_test(-worse, level=design.level, seed=seed)
+    out = []
+    for j, s in enumerate(family):
+        policy = policies[s.key]
+        d = worse[j]
+        n = len(d)
+        shift = stats.paired_shift_interval(d, alpha=design.level)
+        sd = float(np.std(d, ddof=1)) if n > 1 else math.inf
+        detectable = _rel(stats.signed_rank_detectable(n, up.level_each or 0.0) * sd)
+        final_level = alpha / len(family)
+        needed = stats.pairs_needed(sd, math.log1p(policy.min_change), level=final_level)
+        observed = abs(shift.estimate)
+        needed_observed = (stats.pairs_needed(sd, observed, level=final_level)
+                           if observed > 0 else None)
+        worse_est, worse_low, worse_high = _rel(shift.estimate), _rel(shift.low), _rel(shift.high)
+        threshold = policy.min_change
+        look = (f"look {design.look} of {design.planned} planned, " if design.planned else "")
+        evidence = (f"timing, {n} interleaved pairs, {look}one-sided sign-flip signed-rank test, "
+                    f"max-T over {len(family)} gated timing metric(s), level {design.level:.2g}")
+        interval = (f"{_fmt(worse_est * (1 if signs[j] > 0 else -1))} "
+                    f"(one-sided bounds {_fmt(worse_low)} to {_fmt(worse_high)} worse, "
+                    f"p = {up.p_family[j]:.2g})")
+        verdict: MetricVerdict
+        if (up.p_family[j] <= design.level and worse_est >= threshold
+                and worse_low >= GATE_FRACTION * threshold):
+            verdict, reason = "regression", (
+                f"{interval}: worse by at least {_pct(GATE_FRACTION * threshold)} with "
+                f"confidence, and by {_fmt(worse_est)} as estimated, beyond the "
+                f"{_pct(threshold)} minimum")
+        elif (down.p_family[j] <= design.level and -worse_est >= threshold
+              and -worse_high >= GATE_FRACTION * threshold):
+            verdict, reason = "improvement", (
+                f"{interval}: better, beyond the {_pct(threshold)} minimum")
+        elif shift.reached and worse_high < threshold and -worse_low < threshold:
+            verdict, reason = "unchanged", (
+                f"{interval}: within +-{_pct(threshold)}; timing resolution here "
+                f"+-{detectable:.1%}")
+        else:
+            settle = f"; about {needed} pairs would settle a {_pct(threshold)} change" if needed \
+                else ""
+            if needed_observed and observed >= math.log1p(GATE_FRACTION * threshold):
+                settle += f", about {needed_observed} the {_fmt(worse_est)} observed"
+            resolution = (f"timing resolution at +-{detectable:.1%}" if math.isfinite(detectable)
+                          else "no change detectable at this look's level")
+            verdict, reason = "inconclusive", (
+                f"{interval}: the noise of {sd:.1%} per pair leaves {resolution} with {n} "
+                f"pairs{settle}")
+        base, cand = stats.median(s.baseline), stats.median(s.candidate)
+        change = _rel(shift.estimate * signs[j])
+        lo, hi = sorted((_rel(shift.low * signs[j]), _rel(shift.high * signs[j])))
+        out.append(_comparison(
+            s, policy, baseline=base, candidate=cand, change=change, ci_low=lo, ci_high=hi,
+            p_value=up.p_each[j], p_adjusted=up.p_family[j], detectable=detectable,
+            rounds_needed=needed, noise=stats.coefficient_of_variation(s.baseline),
+            verdict=verdict, evidence=evidence, reason=reason,
+            control=stats.split_half_change(s.baseline),
+            rounds_needed_for_change=needed_observed, paired=True))
+    return out
+
+
+def _judge_unpaired_family(family: list[Series], policies: dict[str, Policy], design: Design, *,
+                           alpha: float) -> list[MetricComparison]:
+    """Gated timing of two separate runs: one-sided Mann-Whitney each way, Holm over the family,
+    Hodges-Lehmann interval of the log ratio. Unconfirmed (artifact) timing never decides."""
+    if not family:
+        return []
+    logs = [(np.log(np.maximum(s.baseline, 1e-300)), np.log(np.maximum(s.candidate, 1e-300)))
+            for s in family]
+    signs = [1.0 if METRICS[s.metric].better == "lower" else -1.0 for s in family]
+    oriented = [((b * g).tolist(), (c * g).tolist()) for (b, c), g in zip(logs, signs, strict=True)]
+    p_worse = [stats.mann_whitney_one_sided(c, b) for b, c in oriented]
+    p_better = [stats.mann_whitney_one_sided(b, c) for b, c in oriented]
+    adj_worse, adj_better = stats.holm(p_worse), stats.holm(p_better)
+    out = []
+    for j, s in enumerate(family):
+        policy = policies[s.key]
+        b, c = oriented[j]
+        n1, n2 = len(b), len(c)
+        shift = stats.shift_interval(b, c, alpha=alpha)
+        worse_est, worse_low, worse_high = _rel(shift.estimate), _rel(shift.low), _rel(shift.high)
+        threshold = policy.min_change
+        cv = max(stats.coefficient_of_variation(s.baseline),
+                 stats.coefficient_of_variation(s.candidate))
+        detectable = stats.detectable_change(cv, n1, n2, alpha=alpha / len(family))
+        needed = stats.rounds_needed(cv, threshold, alpha=alpha / len(family))
+        interval = (f"{_fmt(worse_est * signs[j])} (bounds {_fmt(worse_low)} to "
+                    f"{_fmt(worse_high)} worse, adjusted p = {adj_worse[j]:.2g})")
+        evidence = (f"timing, {n1} + {n2} rounds of separate runs, one-sided Mann-Whitney, "
+                    f"Holm over {len(family)} gated timing metric(s)")
+        verdict: MetricVerdict
+        if not design.confirmed:
+            verdict, reason = "inconclusive", (
+                f"{interval}: measured against results from another time and agent, timing "
+                f"needs the same-agent re-run to fail or pass the build")
+            evidence += "; not confirmed on this agent"
+        elif (adj_worse[j] < alpha and worse_est >= threshold
+              and worse_low >= GATE_FRACTION * threshold):
+            verdict, reason = "regression", f"{interval}: beyond the {_pct(threshold)} minimum"
+        elif (adj_better[j] < alpha and -worse_est >= threshold
+              and -worse_high >= GATE_FRACTION * threshold):
+            verdict, reason = "improvement", f"{interval}: beyond the {_pct(threshold)} minimum"
+        elif shift.reached and worse_high < threshold and -worse_low < threshold:
+            verdict, reason = "unchanged", f"{interval}: within +-{_pct(threshold)}"
+        else:
+            settle = f"; about {needed} rounds per side would settle it" if needed else ""
+            smallest = (f"the smallest detectable change at {detectable:.1%}"
+                        if math.isfinite(detectable) else "no change detectable")
+            verdict, reason = "inconclusive", (
+                f"{interval}: round-to-round noise of {cv:.1%} leaves {smallest} with "
+                f"{n1} + {n2} rounds{settle}")
+        lo, hi = sorted((_rel(shift.low * signs[j]), _rel(shift.high * signs[j])))
+        out.append(_comparison(
+            s, policy, baseline=stats.median(s.baseline), candidate=stats.median(s.candidate),
+            change=_rel(shift.estimate * signs[j]), ci_low=lo, ci_high=hi, p_value=p_worse[j],
+            p_adjusted=adj_worse[j], detectable=detectable, rounds_needed=needed,
+            noise=stats.coefficient_of_variation(s.baseline), verdict=verdict,
+            evidence=evidence, reason=reason, control=stats.split_half_change(s.baseline)))
+    return out
+
+
+def _describe_ungated(family: list[Series], policies: dict[str, Policy],
+                      pairs: int | None) -> list[MetricComparison]:
+    """Metrics that do not gate: a t interval on the log ratio (paired when the session is),
+    Benjamini-Hochberg over them at DESCRIBE_FDR, so a large change shows as a change."""
+    evidence_of = {}
+    for s in family:
+        evidence_of[s.key] = stats.log_mean_interval(
+            s.baseline, s.candidate, paired=_paired(s, pairs), level=1 - DESCRIBE_FDR)
+    tested = [s for s in family if evidence_of[s.key] is not None]
+    p_values = [e.p_value for e in (evidence_of[s.key] for s in tested) if e is not None]
+    adjusted = dict(zip((s.key for s in tested), stats.benjamini_hochberg(p_values),
+                        strict=True))
+    out = []
+    for s in family:
+        policy, metric = policies[s.key], METRICS[s.metric]
+        ev = evidence_of[s.key]
+        base, cand = stats.median(s.baseline), stats.median(s.candidate)
+        fixed = s.metric in DRIVER_FIXED
+        how = "paired t" if _paired(s, pairs) else "Welch t"
+        evidence = (f"timing, not gated: {how} on log ratios, Benjamini-Hochberg over "
+                    f"{len(tested)} metrics at {DESCRIBE_FDR:g}")
+        if fixed:
+            evidence = "set by the driver's fixed rate: shown, not tested as timing evidence"
+        verdict: MetricVerdict
+        change: float | None
+        lo: float | None
+        hi: float | None
+        p: float | None
+        padj: float | None
+        if ev is None:
+            verdict, reason = "inconclusive", "too few rounds or a value of 0: no interval"
+            change, lo, hi, p, padj = stats.relative_change(base, cand), None, None, None, None
+        else:
+            change, lo, hi = _rel(ev.estimate), _rel(ev.low), _rel(ev.high)
+            p, padj = ev.p_value, adjusted[s.key]
+            worse = _worse(change, metric)
+            interval = f"{_fmt(change)} ({1 - DESCRIBE_FDR:.0%} interval {_fmt(lo)} to {_fmt(hi)})"
+            if not fixed and padj < DESCRIBE_FDR and abs(change) >= policy.min_change:
+                verdict = "regression" if worse > 0 else "improvement"
+                reason = f"{interval}, beyond the {_pct(policy.min_change)} minimum"
+            elif -policy.min_change < lo and hi < policy.min_change:
+                verdict, reason = "unchanged", f"{interval}, within +-{_pct(policy.min_change)}"
+            else:
+                verdict, reason = "inconclusive", (
+                    f"{interval}: not a clear change at this session's noise")
+        out.append(_comparison(
+            s, policy, baseline=base, candidate=cand, change=change, ci_low=lo, ci_high=hi,
+            p_value=p, p_adjusted=padj, detectable=None, rounds_needed=None,
+            noise=stats.coefficient_of_variation(s.baseline), verdict=verdict,
+            evidence=evidence, reason=reason, paired=_paired(s, pairs)))
+    return out
+
+
+def _exposure(results: Results) -> float:
+    """Requests sent in the valid loaded rounds (or their count when no request log is kept)."""
+    rounds = [r for r in results.rounds if r.valid and r.instance == 1]
+    requests = sum(len(r.requests) for r in rounds)
+    return float(requests) if requests else float(len(rounds))
 
 
 def judge_all(
-    series: list[Series], policies: dict[str, Policy], *, alpha: float, seed: int
+    series: list[Series], policies: dict[str, Policy], *, alpha: float, seed: int,
+    design: Design | None = None, pairs: int | None = None,
+    exposure: tuple[float, float] = (1.0, 1.0),
 ) -> list[MetricComparison]:
-    """Verdicts for every series; Holm's correction within the gated and the non-gated timing
-    metrics separately, so informational metrics never dilute the gate's power (the gate's false
-    alarm rate is the family-wise error rate of the gated metrics alone)."""
+    """Verdicts for every series: counters and instructions alone; gated timing in one family
+    (paired max-T when every gated series has all pairs, else unpaired with Holm); metrics that
+    do not gate described in a family of their own."""
+    design = design or Design(level=alpha)
     judged: dict[str, MetricComparison] = {}
-    timing: list[TimingEvidence] = []
+    gated_timing: list[Series] = []
+    ungated_timing: list[Series] = []
     for s in series:
-        if s.evidence == "timing":
-            timing.append(timing_evidence(s, policies[s.key], alpha=alpha, seed=seed))
+        policy = policies[s.key]
+        if s.metric in DRIVER_FIXED and policy.gate:  # the driver sets it: never gates
+            policies = {**policies, s.key: Policy(gate=False, min_change=policy.min_change)}
+            policy = policies[s.key]
+        if s.evidence != "timing":
+            judged[s.key] = (judge_errors(s, policy, exposure, alpha=alpha)
+                             if s.metric == "errors" else judge_counter(s, policy, alpha=alpha))
+        elif policy.gate and s.metric not in DRIVER_FIXED:
+            gated_timing.append(s)
         else:
-            judged[s.key] = judge_counter(s, policies[s.key])
-    for gated in (True, False):
-        family = [ev for ev in timing if ev.policy.gate is gated]
-        adjusted = stats.holm([ev.test.p_value for ev in family])
-        for ev, p_adj in zip(family, adjusted, strict=True):
-            judged[ev.series.key] = judge_timing(ev, p_adjusted=p_adj, family=len(family),
-                                                 alpha=alpha)
+            ungated_timing.append(s)
+    paired = [s for s in gated_timing if _paired(s, pairs)]
+    unpaired = [s for s in gated_timing if not _paired(s, pairs)]
+    for m in (_judge_paired_family(paired, policies, design, alpha=alpha, seed=seed)
+              + _judge_unpaired_family(unpaired, policies, design, alpha=alpha)
+              + _describe_ungated(ungated_timing, policies, pairs)):
+        judged[m.key] = m
     return [judged[s.key] for s in series]
 
 
 # ---------------------------------------------------------------------------------------------
-# The overall verdict.
+# Overload: a subject that cannot keep up with the rate is a result, not a broken measurement.
+
+
+DRIVER_LAG = "the load driver fell behind"
+BUSY_CPU = 0.5  # CPU seconds per second of the subject's tree: busy, not idle, while lagging
+
+
+@dataclass(frozen=True)
+class Failures:
+    """What went wrong on one side: rounds the subject failed (errors, timeouts, a driver held
+    up by a subject that did not answer) and rounds the harness failed (a lagging driver with an
+    idle subject, anything else marked invalid)."""
+
+    requests: int
+    errors: int
+    timeouts: int
+    overloaded: tuple[str, ...]  # one line per round the subject could not sustain
+    broken: tuple[str, ...]  # one line per round the harness got wrong
 
 
 def _round_name(side: str, rnd: Round) -> str:
@@ -531,66 +739,138 @@ def _round_name(side: str, rnd: Round) -> str:
     return f"{side} round {rnd.index} (instance {rnd.instance}{step})"
 
 
+def failures(results: Results, side: str, *, max_error_rate: float) -> Failures:
+    """Sort a side's failed rounds into the subject's (overload) and the harness' (broken)."""
+    overloaded, broken = [], []
+    requests = errors = timeouts = 0
+    for rnd in results.rounds:
+        log = rnd.requests
+        failed = [e for e in log.error if e is not None] if len(log) else []
+        bad = (sum(1 for s, e in zip(log.status, log.error, strict=True)
+                   if e is not None or not 0 < s < 400) if len(log) else 0)
+        if not len(log):
+            bad = int(rnd.summary.get("errors") or 0)
+        requests += len(log)
+        errors += bad
+        timeouts += sum(1 for e in failed if "timeout" in e.lower())
+        total = len(log)
+        over = bool(total) and bad / total > max_error_rate
+        reason = rnd.invalid_reason or ""
+        cpu = rnd.summary.get("cpu_seconds")
+        busy = (cpu is not None and rnd.duration > 0 and cpu / rnd.duration >= BUSY_CPU) or bad > 0
+        name = _round_name(side, rnd)
+        if over:
+            overloaded.append(f"{name}: {bad} of {total} requests failed ({bad / total:.1%}, "
+                              f"limit {max_error_rate:.1%})")
+        elif rnd.valid:
+            continue
+        elif reason.startswith(DRIVER_LAG) and busy:
+            overloaded.append(f"{name}: the subject did not keep up ({reason})")
+        else:
+            broken.append(f"{name}: {reason or 'marked invalid'}")
+    return Failures(requests, errors, timeouts, tuple(overloaded), tuple(broken))
+
+
+def _error_limit(baseline: Results, candidate: Results) -> float:
+    """The experiment's max_error_rate as results.json records it (session), the candidate's
+    first; MAX_ERROR_RATE only for results written before it was recorded."""
+    for results in (candidate, baseline):
+        limit = results.session.get("max_error_rate")
+        if isinstance(limit, (int, float)):
+            return float(limit)
+    return MAX_ERROR_RATE
+
+
+def _overload_sentence(fail: Failures, other: Failures) -> str:
+    """"the candidate timed out on 127 of 300 requests; the baseline on 0 of 300"."""
+    if fail.timeouts:
+        return (f"the candidate timed out on {fail.timeouts} of {fail.requests} requests; "
+                f"the baseline on {other.timeouts} of {other.requests}")
+    return (f"the candidate failed {fail.errors} of {fail.requests} requests; "
+            f"the baseline {other.errors} of {other.requests}")
+
+
 def invalid_reasons(results: Results, side: str, *, max_error_rate: float) -> list[str]:
-    """Why a side's measurements cannot be trusted: rounds marked invalid, too many errors."""
+    """Why a side's measurements cannot be trusted (every failed round, either cause)."""
     if not results.rounds and not results.instructions:
         return [f"the {side} has no rounds; re-run the experiment"]
-    reasons = []
-    for rnd in results.rounds:
-        if not rnd.valid:
-            reasons.append(f"{_round_name(side, rnd)}: {rnd.invalid_reason or 'marked invalid'}")
-            continue
-        errors, total = rnd.summary.get("errors"), len(rnd.requests)
-        if errors is not None and total and errors / total > max_error_rate:
-            reasons.append(
-                f"{_round_name(side, rnd)}: {errors:g} of {total} requests failed "
-                f"({errors / total:.1%}, limit {max_error_rate:.1%})")
-    return reasons
+    found = failures(results, side, max_error_rate=max_error_rate)
+    return list(found.broken + found.overloaded)
 
 
-def _error_limit(results: Results) -> float:
-    limit = results.session.get("max_error_rate")
-    return float(limit) if isinstance(limit, (int, float)) else MAX_ERROR_RATE
+# ---------------------------------------------------------------------------------------------
+# The overall verdict.
 
 
 def _describe(m: MetricComparison) -> str:
     return f"{m.key} {_fmt(m.change)} ({m.reason})"
 
 
+def _metric_of(key: str) -> str:
+    for mark in ("[", "@", "#"):
+        key = key.split(mark)[0]
+    return key
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """Everything the overall verdict rests on besides the per-metric verdicts."""
+
+    invalid: list[str]
+    overload: str | None
+    missing: list[str]  # gated metrics measured on one side only
+    mismatches: list[str]
+    allow_mismatch: bool
+    design: Design
+
+
+def _exact(m: MetricComparison) -> bool:
+    return m.kind != "timing"
+
+
 def _overall(
-    metrics: list[MetricComparison], invalid: list[str], mismatches: list[str],
-    allow_mismatch: bool,
+    metrics: list[MetricComparison], facts: _Facts
 ) -> tuple[Overall, list[str], list[str]]:
     """The overall verdict, the reasons behind it, and warnings for people."""
     gated = [m for m in metrics if m.gate]
     regressions = [m for m in gated if m.verdict == "regression"]
-    inconclusive = [m for m in gated if m.verdict == "inconclusive"]
-    reasons = [f"invalid: {r}" for r in invalid]
+    exact_open = [m for m in gated if _exact(m) and m.verdict == "inconclusive"]
+    timing_open = [m for m in gated if not _exact(m) and m.verdict == "inconclusive"]
+    exact_judged = [m for m in gated if _exact(m) and m.verdict != "inconclusive"]
+    reasons = [f"invalid: {r}" for r in facts.invalid]
     warnings = []
-    if mismatches and allow_mismatch:
+    if facts.mismatches and facts.allow_mismatch:
         warnings.append("compared despite different environments (--allow-mismatch): "
-                        + "; ".join(mismatches))
-    elif mismatches:
-        reasons += [f"environment differs: {m}" for m in mismatches]
+                        + "; ".join(facts.mismatches))
+    elif facts.mismatches:
+        reasons += [f"environment differs: {m}" for m in facts.mismatches]
+    if facts.overload:
+        reasons.append(f"regression: the candidate could not sustain the rate: {facts.overload}")
     reasons += [f"regression: {_describe(m)}" for m in regressions]
-    reasons += [f"inconclusive: {_describe(m)}" for m in inconclusive]
+    reasons += [f"inconclusive: {_describe(m)}" for m in exact_open + timing_open]
+    reasons += [f"inconclusive: {key} was measured on one side only" for key in facts.missing]
     reasons += [f"not gated, reported only: {_describe(m)}"
                 for m in metrics if not m.gate and m.verdict == "regression"]
-    if inconclusive:
+    # timing that is open passes only beside exact gates that all decided, in a same-agent session
+    timing_blocks = bool(timing_open) and (not facts.design.confirmed or not exact_judged)
+    unsure = exact_open + (timing_open if timing_blocks else [])
+    if unsure or facts.missing:
+        names = [m.key for m in unsure] + facts.missing
         warnings.append(
-            f"WARNING: {len(inconclusive)} gated metric(s) inconclusive "
-            f"({', '.join(m.key for m in inconclusive)}): this comparison could not tell whether "
-            f"they changed. The build passes unless --fail-on-inconclusive is set.")
-    if invalid:
-        overall: Overall = "invalid"
-    elif mismatches and not allow_mismatch:
+            f"WARNING: {len(names)} gated metric(s) inconclusive ({', '.join(names)}): this "
+            f"comparison could not tell whether they changed. The build passes unless "
+            f"--fail-on-inconclusive is set.")
+    overall: Overall
+    if facts.invalid:
+        overall = "invalid"
+    elif facts.mismatches and not facts.allow_mismatch:
         overall = "refused"
+    elif facts.overload or regressions:
+        overall = "regression"
     elif not metrics:
         overall = "invalid"
         reasons.append("invalid: no metric was measured on both sides")
-    elif regressions:
-        overall = "regression"
-    elif inconclusive or not gated:
+    elif unsure or facts.missing or not gated:
         overall = "inconclusive"
         if not gated:
             reasons.append("inconclusive: no gated metric was measured on both sides")
@@ -599,17 +879,27 @@ def _overall(
     return overall, reasons, warnings
 
 
-def _headline(
-    overall: Overall, metrics: list[MetricComparison], invalid: list[str], mismatches: list[str]
-) -> str:
+def _resolution(metrics: list[MetricComparison]) -> str:
+    """"; timing resolution +-3.5% (cpu_per_request), +-216% (latency_mean)": every gated timing
+    metric's smallest detectable change, best first."""
+    timing = sorted((m for m in metrics if m.gate and m.kind == "timing"),
+                    key=lambda m: m.detectable if m.detectable is not None else math.inf)
+    if not timing:
+        return ""
+    parts = [f"+-{m.detectable:.1%} ({m.key})" if m.detectable is not None
+             and math.isfinite(m.detectable) else f"none yet ({m.key})" for m in timing[:4]]
+    return "; timing resolution " + ", ".join(parts)
+
+
+def _headline(overall: Overall, metrics: list[MetricComparison], facts: _Facts) -> str:
     """One sentence: what happened and why the build passed or failed."""
     gated = [m for m in metrics if m.gate]
     if overall == "invalid":
-        first = invalid[0] if invalid else "no metric was measured on both sides"
-        more = f" (and {len(invalid) - 1} more)" if len(invalid) > 1 else ""
+        first = facts.invalid[0] if facts.invalid else "no metric was measured on both sides"
+        more = f" (and {len(facts.invalid) - 1} more)" if len(facts.invalid) > 1 else ""
         return f"Error, no verdict: the measurements cannot be trusted: {first}{more}."
     if overall == "refused":
-        names = [m.split(":", 1)[0] for m in mismatches]
+        names = [m.split(":", 1)[0] for m in facts.mismatches]
         if "experiment_hash" in names:  # not an environment: another experiment, or it changed
             others = [n for n in names if n != "experiment_hash"]
             also = f"; the environments also differ in {', '.join(others)}" if others else ""
@@ -620,6 +910,8 @@ def _headline(
         keys = ", ".join(names)
         return (f"Refused to compare: the environments differ in {keys}; compare runs from "
                 f"matching agents, or pass --allow-mismatch to compare anyway.")
+    if overall == "regression" and facts.overload:
+        return f"Failed: the candidate could not sustain the rate: {facts.overload}."
     if overall == "regression":
         worst = max((m for m in gated if m.verdict == "regression"),
                     key=lambda m: abs(m.change) if m.change is not None else math.inf)
@@ -630,19 +922,35 @@ def _headline(
                 f"minimum{more}.")
     if overall == "inconclusive":
         unsure = [m for m in gated if m.verdict == "inconclusive"]
-        if not unsure:
+        names = [m.key for m in unsure if _exact(m) or not facts.design.confirmed
+                 or not any(_exact(g) and g.verdict != "inconclusive" for g in gated)]
+        names += facts.missing
+        if not names:
             return "Inconclusive: no gated metric was measured on both sides."
-        needed = max((m.rounds_needed or 0) for m in unsure)
+        needed = max((m.rounds_needed or 0) for m in unsure) if unsure else 0
         settle = f"; about {needed} rounds per side would settle it" if needed else ""
-        improved = sum(m.verdict == "improvement" for m in gated)
-        unchanged = sum(m.verdict == "unchanged" for m in gated)
-        found = (f"{improved} gated metric(s) improved and none regressed" if improved else
-                 f"no change found in the {unchanged} gated metric(s) that could be judged")
-        return (f"Inconclusive: {found}, but {len(unsure)} could not be judged at their minimum "
-                f"change in this session's noise ({', '.join(m.key for m in unsure)}){settle}.")
+        return (f"Inconclusive: no gated metric got worse, but {len(names)} could not be judged "
+                f"({', '.join(names)}){settle}.")
     improved = sum(m.verdict == "improvement" for m in gated)
+    exact = [m for m in gated if _exact(m)]
+    if exact:
+        return (f"Passed: {len(exact)} exact gate(s) (counters, instructions) unchanged or "
+                f"better and no timing regression{_resolution(metrics)}.")
     return (f"Passed: none of {len(gated)} gated metrics got worse by more than their minimum "
             f"({len(gated) - improved} unchanged, {improved} improved).")
+
+
+def _missing_gated(warnings: list[str], policies: dict[str, Policy]) -> list[str]:
+    """Keys of gated metrics that collect_series found on one side only."""
+    out = []
+    for warning in warnings:
+        if "measured only in the" not in warning:
+            continue
+        key = warning.split(":", 1)[0]
+        policy = policies.get(_metric_of(key))
+        if policy is not None and policy.gate:
+            out.append(key)
+    return out
 
 
 def compare(
@@ -651,35 +959,65 @@ def compare(
     *,
     allow_mismatch: bool = False,
     policies: Mapping[str, Any] | None = None,
-    alpha: float = 0.01,
+    alpha: float = ALPHA,
     seed: int = 0,
+    design: Design | None = None,
 ) -> Comparison:
     """Compare the candidate's results with the baseline's: per-metric verdicts, then overall.
 
     `policies` overrides gate/min_change per metric name ({"latency_p99": {"gate": True}}) on top
-    of the candidate experiment's [metrics] table and the METRICS defaults. `alpha` is the
-    family-wise false-alarm rate of the timing tests; `seed` seeds the bootstrap intervals.
+    of the candidate experiment's [metrics] table and the METRICS defaults. `alpha` is the chance
+    of any false alarm among the gated metrics; `design` says what this look of a sequential
+    session may spend and whether timing was measured on this agent (docs/statistics.md).
     """
+    design = design or Design(level=alpha)
     resolved = resolve_policies(candidate, policies)
     series, warnings = collect_series(baseline, candidate)
+    limit = _error_limit(baseline, candidate)
+    base_fail = failures(baseline, "baseline", max_error_rate=limit)
+    cand_fail = failures(candidate, "candidate", max_error_rate=limit)
+    invalid = [f"the {side} has no rounds; re-run the experiment"
+               for side, r in (("baseline", baseline), ("candidate", candidate))
+               if not r.rounds and not r.instructions]
+    invalid += list(base_fail.broken + cand_fail.broken)
+    overload = None
+    if cand_fail.overloaded and base_fail.overloaded:
+        invalid += ["both sides failed to sustain the rate: " + base_fail.overloaded[0],
+                    cand_fail.overloaded[0]]
+    elif cand_fail.overloaded:
+        overload = (_overload_sentence(cand_fail, base_fail)
+                    + f" ({len(cand_fail.overloaded)} round(s) over the limit)")
+    elif base_fail.overloaded:
+        warnings.append("the baseline could not sustain the rate in "
+                        f"{len(base_fail.overloaded)} round(s) where the candidate could; those "
+                        "rounds are left out: " + base_fail.overloaded[0])
     # what a load driver says about its own measurement (e.g. JMeter's closed loop) is shown
     warnings += [w for w in dict.fromkeys(baseline.warnings + candidate.warnings)
                  if w.startswith("load driver:")]
-    metrics = judge_all(series, series_policies(series, resolved), alpha=alpha, seed=seed)
-    invalid = (invalid_reasons(baseline, "baseline", max_error_rate=_error_limit(baseline))
-               + invalid_reasons(candidate, "candidate", max_error_rate=_error_limit(candidate)))
-    mismatches = fingerprint_mismatches(baseline.environment, candidate.environment)
-    overall, reasons, more_warnings = _overall(metrics, invalid, mismatches, allow_mismatch)
+    metrics = judge_all(series, series_policies(series, resolved), alpha=alpha, seed=seed, design=design,
+                        pairs=_pairs(baseline, candidate),
+                        exposure=(_exposure(baseline), _exposure(candidate)))
+    facts = _Facts(invalid=invalid, overload=overload,
+                   missing=_missing_gated(warnings, resolved),
+                   mismatches=fingerprint_mismatches(baseline.environment, candidate.environment),
+                   allow_mismatch=allow_mismatch, design=design)
+    overall, reasons, more_warnings = _overall(metrics, facts)
     details = dict(probes.breakdown_details(baseline, candidate))
     if baseline.instructions and candidate.instructions:
         details["functions"] = function_changes(baseline.instructions, candidate.instructions)
         details["python_functions"] = python_function_changes(
             baseline.instructions.get("python"), candidate.instructions.get("python"))
-    details["statistics"] = {"alpha": alpha, "seed": seed, "correction": "holm",
-                             "bootstrap_resamples": BOOTSTRAP_RESAMPLES}
+    details["statistics"] = {
+        "alpha": alpha, "seed": seed, "look_level": design.level, "look": design.look,
+        "planned": design.planned, "timing_confirmed": design.confirmed,
+        "paired_pairs": _pairs(baseline, candidate), "max_error_rate": limit,
+        "correction": "max-T sign-flip (paired) / Holm (unpaired); Benjamini-Hochberg for "
+                      "metrics that do not gate", "gate_fraction": GATE_FRACTION,
+        "failures": {"baseline": asdict(base_fail), "candidate": asdict(cand_fail)},
+    }
     return Comparison(
         baseline=baseline, candidate=candidate, metrics=tuple(metrics), overall=overall,
-        headline=_headline(overall, metrics, invalid, mismatches), reasons=tuple(reasons),
+        headline=_headline(overall, metrics, facts), reasons=tuple(reasons),
         warnings=tuple(more_warnings + warnings), details=details,
     )
 

@@ -161,7 +161,7 @@ class Rounds:
 
     count: int = 1  # rounds per side for `harness run`
     perf_min: int = 6  # rounds per side before `harness perf` judges (see docs/statistics.md)
-    perf_budget: float = 300.0  # seconds `harness perf` may spend adding rounds when inconclusive
+    perf_budget: float = 300.0  # wall seconds of a whole `harness perf` session (statistics.md)
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,11 @@ class Metric:
     gate: bool  # gates the build unless the experiment says otherwise
     min_change: float  # smallest relative change that matters (0.10 = 10%)
     description: str
+    floor: float = 0.0  # a counter change smaller than this, in its unit, is never a change
 
 
-def _m(name, label, unit, kind, better, gate, min_change, description) -> Metric:
-    return Metric(name, label, unit, kind, better, gate, min_change, description)
+def _m(name, label, unit, kind, better, gate, min_change, description, floor=0.0) -> Metric:
+    return Metric(name, label, unit, kind, better, gate, min_change, description, floor)
 
 
 METRICS: dict[str, Metric] = {
@@ -43,50 +44,58 @@ METRICS: dict[str, Metric] = {
         _m("errors", "errors", "count", "counter", "lower", True, 0.0,
            "requests that failed or returned a status >= 400"),
         _m("response_bytes_per_request", "response bytes / request", "B", "counter", "lower",
-           False, 0.01, "mean response body size"),
+           False, 0.01, "mean response body size", 0.5),
         _m("write_chars_per_request", "bytes passed to write / request", "B", "counter", "lower",
-           True, 0.01, "bytes passed to write calls by the subject per request (Linux wchar)"),
+           True, 0.01, "bytes passed to write calls by the subject per request (Linux wchar)",
+           0.5),
         _m("read_chars_per_request", "bytes passed to read / request", "B", "counter", "lower",
-           False, 0.01, "bytes passed to read calls by the subject per request (Linux rchar)"),
+           False, 0.01, "bytes passed to read calls by the subject per request (Linux rchar)",
+           0.5),
         _m("write_bytes_per_request", "bytes written / request", "B", "counter", "lower",
-           False, 0.02, "bytes written to storage per request"),
+           False, 0.02, "bytes written to storage per request", 0.5),
         _m("read_bytes_per_request", "bytes read / request", "B", "counter", "lower",
-           False, 0.02, "bytes read from storage per request"),
+           False, 0.02, "bytes read from storage per request", 0.5),
         _m("write_bytes_per_hour", "bytes written / hour", "B", "counter", "lower",
-           False, 0.02, "bytes written to storage per hour of run time (the thesis' MB/hour)"),
+           False, 0.02, "bytes written to storage per hour of run time (the thesis' MB/hour)",
+           65536.0),
         _m("read_bytes_per_hour", "bytes read / hour", "B", "counter", "lower",
-           False, 0.02, "bytes read from storage per hour of run time"),
+           False, 0.02, "bytes read from storage per hour of run time", 65536.0),
         _m("write_chars_per_hour", "bytes passed to write / hour", "B", "counter", "lower",
-           False, 0.01, "bytes passed to write calls per hour of run time"),
+           False, 0.01, "bytes passed to write calls per hour of run time", 65536.0),
         _m("queries_per_request", "queries / request", "count", "counter", "lower",
-           True, 0.01, "SQLite statements executed per request (query probe)"),
+           True, 0.01, "SQLite statements executed per request (query probe)", 0.01),
         _m("query_rows_per_request", "rows / request", "count", "counter", "lower",
-           False, 0.01, "rows fetched per request (query probe)"),
+           False, 0.01, "rows fetched per request (query probe)", 0.01),
         _m("queries_total", "queries", "count", "counter", "lower",
-           False, 0.01, "SQLite statements executed in the round (query probe)"),
+           False, 0.01, "SQLite statements executed in the round (query probe)", 0.5),
         # blocking on the event-loop thread (blocking probe): exact counts, not timing
         _m("loop_queries_per_request", "queries on the loop / request", "count", "counter",
-           "lower", False, 0.01, "SQLite statements run on the event-loop thread per request"),
+           "lower", False, 0.01, "SQLite statements run on the event-loop thread per request",
+           0.01),
         _m("loop_blocking_calls_per_request", "blocking calls on the loop / request", "count",
            "counter", "lower", False, 0.01, "SQLite statements, file reads/writes, sleeps, "
-           "blocking socket calls and subprocess runs on the event-loop thread per request"),
+           "blocking socket calls and subprocess runs on the event-loop thread per request",
+           0.01),
         _m("loop_file_bytes_per_request", "file bytes on the loop / request", "B", "counter",
-           "lower", False, 0.01, "bytes read and written through files on the event-loop thread"),
+           "lower", False, 0.01, "bytes read and written through files on the event-loop thread",
+           0.5),
         # where the bytes went (file probe)
         _m("db_write_bytes_per_request", "database writes / request", "B", "counter", "lower",
-           True, 0.02, "bytes SQLite wrote (database, journal, WAL) per request (file probe)"),
+           True, 0.02, "bytes SQLite wrote (database, journal, WAL) per request (file probe)",
+           0.5),
         _m("log_write_bytes_per_request", "log writes / request", "B", "counter", "lower",
-           False, 0.05, "bytes written to log files per request (file probe)"),
+           False, 0.05, "bytes written to log files per request (file probe)", 0.5),
         _m("state_write_bytes_per_request", "state-file writes / request", "B", "counter",
-           "lower", False, 0.05, "bytes written to other files under the state directory"),
+           "lower", False, 0.05, "bytes written to other files under the state directory", 0.5),
         _m("other_write_bytes_per_request", "other file writes / request", "B", "counter",
-           "lower", False, 0.05, "bytes written to files elsewhere per request (file probe)"),
+           "lower", False, 0.05, "bytes written to files elsewhere per request (file probe)",
+           0.5),
         _m("file_read_bytes_per_request", "file reads / request", "B", "counter", "lower",
-           False, 0.05, "bytes read through Python file objects per request (file probe)"),
+           False, 0.05, "bytes read through Python file objects per request (file probe)", 0.5),
         _m("python_calls_per_request", "Python calls / request", "count", "counter", "lower",
-           False, 0.01, "calls of Python functions per request (function probe)"),
+           False, 0.01, "calls of Python functions per request (function probe)", 0.01),
         _m("instructions_per_request", "instructions / request", "instr", "counter", "lower",
-           True, 0.01, "instructions per request under valgrind (instruction tier)"),
+           True, 0.01, "instructions per request under valgrind (instruction tier)", 100.0),
         # timing: noisy, judged on round values
         _m("latency_mean", "average", "s", "timing", "lower", True, 0.10,
            "mean response time from the intended send time"),
@@ -103,8 +112,9 @@ METRICS: dict[str, Metric] = {
            "mean response time from the actual send time"),
         _m("throughput_kbps", "throughput", "KB/s", "timing", "higher", False, 0.10,
            "response bytes received per second"),
-        _m("responses_per_s", "responses / s", "1/s", "timing", "higher", True, 0.05,
-           "successful responses per second of the round"),
+        _m("responses_per_s", "responses / s", "1/s", "timing", "higher", False, 0.05,
+           "successful responses per second of the round (set by the open-loop driver's rate: "
+           "shown, never timing evidence; a subject that cannot keep up is an overload verdict)"),
         _m("cpu_seconds", "CPU time", "s", "timing", "lower", False, 0.10,
            "user + system CPU seconds of the subject's process tree"),
         _m("cpu_per_request", "CPU / request", "s", "timing", "lower", True, 0.10,

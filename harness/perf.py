@@ -12,11 +12,12 @@ import contextlib
 import dataclasses
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.compare import Comparison, compare
+from harness import stats
+from harness.compare import ALPHA, Comparison, Design, compare
 from harness.errors import ConfigError
 from harness.experiment import Experiment, load_experiment
 from harness.instructions import run_instruction_tier
@@ -31,6 +32,8 @@ from harness.worktree import project_root
 
 DEFAULT_EXPERIMENT = Path("experiments") / "api-quick.toml"
 TIMING = "timing"
+INSTRUCTION_RUNS = 2  # per side: the instruction counts' own spread is measured
+MAX_PAIRS = 40  # the most pairs a plan looks at, however long the budget
 
 
 @dataclass(frozen=True)
@@ -67,16 +70,31 @@ class Session:
         self.pair_seconds: list[float] = []
         self.instructions: dict[str, dict | None] = {label: None for label in self.labels}
 
-    def count_instructions(self) -> None:
-        """The instruction tier, once per side: its counts do not vary between runs."""
-        for label, side in self.sides.items():
-            if side.experiment.instructions.enabled:
-                self.log(f"instruction counts under valgrind: {label}")
-                self.instructions[label] = run_instruction_tier(
-                    side.experiment, work_dir=self.work_dir / f"instructions-{label}",
-                    project_root=side.checkout.root, python=side.checkout.python)
+    def count_instructions(self, *, time_left: Callable[[], float] = lambda: float("inf")) -> None:
+        """The instruction tier: once per side, then a second time per side so the counts' own
+        spread is measured, unless that would leave less than half of the time left for the
+        rounds (under heavy load a cachegrind run takes minutes instead of about 24 s)."""
+        runs: dict[str, list] = {label: [] for label in self.labels}
+        for run in range(INSTRUCTION_RUNS):
+            started = time.monotonic()
+            for label, side in self.sides.items():
+                if not side.experiment.instructions.enabled:
+                    continue
+                self.log(f"instruction counts under valgrind: {label} (run {run + 1})")
+                runs[label].append(run_instruction_tier(
+                    side.experiment, work_dir=self.work_dir / f"instructions-{label}-{run}",
+                    project_root=side.checkout.root, python=side.checkout.python))
+            took = time.monotonic() - started
+            if run + 1 < INSTRUCTION_RUNS and took > time_left() / 2:
+                self.log(f"instruction tier took {took:.0f} s; one run per side this time, "
+                         f"to leave the budget to the rounds")
+                break
+        for label in self.labels:
+            self.instructions[label] = merge_instruction_runs(runs[label])
+            side = self.sides[label]
+            if self.instructions[label] is not None:  # which Python functions ran, once per side
                 self.instructions[label]["python"] = run_function_profile(  # type: ignore[index]
-                    side.experiment, work_dir=self.work_dir / f"instructions-{label}",
+                    side.experiment, work_dir=self.work_dir / f"functions-{label}",
                     project_root=side.checkout.root, python=side.checkout.python)
 
     def run_pair(self) -> None:
@@ -98,41 +116,123 @@ class Session:
         side = self.sides[label]
         results = build_results(side.experiment, self.rounds[label], label=label,
                                 project_root=side.checkout.root, python=side.checkout.python)
-        session = {"mode": "interleaved", "seed": self.seed, "order": list(self.order), **extra,
+        session = {**results.session, "mode": "interleaved", "seed": self.seed,
+                   "order": list(self.order),
+                   "max_error_rate": _max_error_rate(side.experiment), **extra,
                    "code": side.checkout.describe()}
         return dataclasses.replace(results, session=session,
                                    instructions=self.instructions[label])
+
+
+def merge_instruction_runs(runs: Sequence[dict | None]) -> dict | None:
+    """One side's instruction data (the first run's) with every run's per-request count listed
+    per endpoint under `per_request_runs` (compare judges those; `per_request` stays a number)."""
+    usable = [r for r in runs if r]
+    if not usable:
+        return None
+    merged = dict(usable[0])
+    endpoints: dict[str, dict] = {}
+    for run in usable:
+        for name, entry in (run.get("endpoints") or {}).items():
+            value = entry.get("per_request") if isinstance(entry, dict) else None
+            if not isinstance(value, (int, float)):
+                continue
+            target = endpoints.setdefault(name, {**entry, "per_request_runs": []})
+            target["per_request_runs"].append(float(value))
+    merged["endpoints"] = endpoints
+    merged["runs"] = len(usable)
+    return merged
+
+
+def _max_error_rate(experiment: Experiment) -> float | None:
+    return experiment.workload.max_error_rate if experiment.workload else None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The sequential plan of a session: a first look after `first` pairs, then one look after
+    every further pair up to `planned`, alpha spent across them (stats.sequential_levels)."""
+
+    first: int
+    planned: int
+    alpha: float = ALPHA
+
+    def design(self, pairs: int) -> Design:
+        looks = tuple(range(self.first, self.planned + 1))
+        levels = stats.sequential_levels(looks, self.alpha)
+        position = min(max(pairs, self.first), self.planned) - self.first
+        return Design(level=levels[position], look=position + 1, planned=len(looks))
+
+
+def plan_pairs(first: int, *, pair_seconds: float, remaining: float,
+               most: int = MAX_PAIRS) -> Plan:
+    """Looks that fit the budget: after the first pairs, as many more as the time left allows at
+    the pace measured so far (fixed before the first look, so the data cannot move it)."""
+    extra = int(remaining // pair_seconds) if pair_seconds > 0 else 0
+    return Plan(first=first, planned=max(first, min(most, first + max(0, extra))))
+
+
+def settled(comparison: Comparison) -> bool:
+    """Stop adding pairs: the verdict is decided and no gated timing metric is still open."""
+    if comparison.overall in ("regression", "invalid", "refused"):
+        return True
+    open_timing = any(m.gate and m.kind == TIMING and m.verdict == "inconclusive"
+                      for m in comparison.metrics)
+    return comparison.overall != "inconclusive" and not open_timing
 
 
 def run_session(
     sides: tuple[Side, Side], *, pairs: int, budget: float, seed: int, work_dir: Path,
     started: float, log: Callable[[str], None],
 ) -> tuple[Results, Results, Comparison, str]:
-    """`pairs` interleaved pairs, then more while the verdict is inconclusive and time allows."""
+    """`pairs` interleaved pairs, then one look per further pair up to the plan that the budget
+    (the whole session's wall time, counted from `started`) allows; alpha spent across looks."""
     session = Session(sides, work_dir=work_dir, seed=seed, log=log)
-    session.count_instructions()
+    session.count_instructions(time_left=lambda: budget - (time.monotonic() - started))
     for _ in range(pairs):
         session.run_pair()
+    pace = max(session.pair_seconds)
+    plan = plan_pairs(pairs, pair_seconds=pace, remaining=budget - (time.monotonic() - started))
     while True:
         elapsed = time.monotonic() - started
-        extra = {"budget": budget, "pairs": len(session.pair_seconds), "elapsed": round(elapsed, 1)}
+        done = len(session.pair_seconds)
+        design = plan.design(done)
+        extra = {"budget": budget, "pairs": done, "elapsed": round(elapsed, 1),
+                 "planned_pairs": plan.planned, "look": design.look,
+                 "planned_looks": design.planned, "look_level": design.level}
         baseline = session.results(session.labels[0], extra)
         candidate = session.results(session.labels[1], extra)
-        comparison = compare(baseline, candidate)
-        if comparison.overall != "inconclusive":
-            return baseline, candidate, comparison, f"settled after {extra['pairs']} pairs"
-        next_pair = max(session.pair_seconds)
-        if elapsed + next_pair > budget:
+        comparison = compare(baseline, candidate, design=design)
+        if settled(comparison):
             return baseline, candidate, comparison, (
-                f"time budget of {budget:.0f} s reached after {extra['pairs']} pairs "
-                f"(another pair takes about {next_pair:.0f} s)"
-            )
-        log(f"verdict inconclusive after {extra['pairs']} pairs; adding a pair of rounds")
+                f"settled at look {design.look} of {design.planned} ({done} pairs)")
+        if done >= plan.planned:
+            over = (f", over the {budget:.0f} s budget: the first {pairs} pairs always run"
+                    if elapsed > budget else f" in the {budget:.0f} s budget")
+            return baseline, candidate, comparison, (
+                f"all {design.planned} planned look(s) done ({done} pairs){over}")
+        left = (plan.planned - done) * pace
+        log(f"look {design.look} of {design.planned} ({done} pairs): {comparison.overall}; "
+            f"adding a pair, about {left:.0f} s left at most")
         session.run_pair()
+        pace = max(pace, session.pair_seconds[-1])
 
 
 def _flagged_timing(comparison: Comparison) -> list[str]:
-    return [m.key for m in comparison.metrics if m.kind == TIMING and m.verdict == "regression"]
+    """Gated timing metrics that looked worse against the artifact (estimate beyond 0)."""
+    return [m.key for m in comparison.metrics
+            if m.kind == TIMING and m.gate and m.change is not None
+            and (m.change > 0) == (m.better == "lower") and m.change != 0]
+
+
+def _needs_confirmation(comparison: Comparison) -> bool:
+    """Gated timing was measured against an artifact and the exact gates did not already fail
+    the build (counters and instructions may decide alone)."""
+    if comparison.overall in ("invalid", "refused"):
+        return False
+    exact_failed = any(m.gate and m.kind != TIMING and m.verdict == "regression"
+                       for m in comparison.metrics)
+    return not exact_failed and any(m.gate and m.kind == TIMING for m in comparison.metrics)
 
 
 def _candidate_only(side: Side, *, rounds: int, work_dir: Path, log: Callable[[str], None]):
@@ -149,8 +249,10 @@ def _candidate_only(side: Side, *, rounds: int, work_dir: Path, log: Callable[[s
                             project_root=side.checkout.root, python=side.checkout.python)
     results = with_instructions(results, side.experiment, work_dir=work_dir / "instructions",
                                 project_root=side.checkout.root, python=side.checkout.python)
-    return dataclasses.replace(results, session={"mode": "candidate-only", "rounds": rounds,
-                                                 "code": side.checkout.describe()})
+    return dataclasses.replace(results, session={
+        **results.session, "mode": "candidate-only", "rounds": rounds,
+        "max_error_rate": _max_error_rate(side.experiment),
+        "code": side.checkout.describe()})
 
 
 def run_perf(
@@ -207,23 +309,22 @@ def run_perf(
             # measured as the artifact was (harness run: the harness' own interpreter)
             here = candidate_as_run(root, candidate_exp, log=log, out_dir=out_dir)
             candidate = _candidate_only(here, rounds=pairs, work_dir=work_dir, log=log)
-            comparison = compare(artifact, candidate)
+            comparison = compare(artifact, candidate, design=Design(confirmed=False))
             baseline, stop = artifact, f"compared with {baseline_file}"
-            flagged = _flagged_timing(comparison)
             commit = artifact.environment.get("subject_commit")
-            if flagged and commit:
-                log(f"timing regression in {', '.join(flagged)} against the artifact; "
-                    f"confirming on this machine against commit {commit[:12]}")
+            if _needs_confirmation(comparison) and commit:
+                log(f"timing against the artifact from another time needs this agent: "
+                    f"re-running commit {commit[:12]} interleaved with the candidate")
                 sides = (enter_baseline(stack, root, baseline_exp, ref=commit, log=log),
                          build_candidate(root, candidate_exp, log=log, out_dir=out_dir))
                 baseline, candidate, confirmed, stop = run_session(
                     sides, pairs=pairs, budget=budget_s, seed=seed, work_dir=work_dir / "confirm",
                     started=started, log=log)
-                comparison = _confirmed(comparison, confirmed, flagged)
-            elif flagged:
+                comparison = _confirmed(comparison, confirmed, _flagged_timing(comparison))
+            elif _needs_confirmation(comparison):
                 comparison = dataclasses.replace(comparison, warnings=comparison.warnings + (
-                    "timing regression seen against the artifact could not be confirmed on this "
-                    "agent: the artifact records no commit",))
+                    "gated timing against the artifact could not be confirmed on this agent: "
+                    "the artifact records no commit, so timing neither fails nor passes",))
         else:
             sides = (enter_baseline(stack, root, baseline_exp, ref=baseline_ref,
                                     directory=baseline_dir, same_tree=bool(baseline_overrides),
@@ -275,11 +376,12 @@ def _print_now(line: str) -> None:
 def _confirmed(artifact: Comparison, confirmed: Comparison, flagged: list[str]) -> Comparison:
     """The same-agent comparison decides; the report says what the artifact comparison claimed."""
     kept = [m.key for m in confirmed.metrics if m.key in flagged and m.verdict == "regression"]
+    seen = f"looked worse in {', '.join(flagged)}" if flagged else "showed no timing change"
     note = (
-        f"The comparison with the nightly artifact flagged {', '.join(flagged)}; re-running the "
-        f"artifact's commit interleaved with the candidate on this agent "
-        + (f"confirmed {', '.join(kept)}." if kept
-           else "did not reproduce it, so it does not fail the build.")
+        f"Against the nightly artifact (another time, maybe another machine speed) timing "
+        f"{seen}; the artifact's commit was re-run interleaved with the candidate on this agent "
+        "and that session decides"
+        + (f": it confirmed {', '.join(kept)}." if kept else ".")
     )
     metrics = tuple(dataclasses.replace(m, evidence=f"{m.evidence}; confirmed on this agent")
                     for m in confirmed.metrics)

@@ -538,7 +538,10 @@ def build_results(experiment: Experiment, rounds: list[Round] | tuple[Round, ...
             warnings += [note] if note not in warnings else []
     order = [[r.index, r.side, r.step] for r in rounds if r.instance == 1]
     return Results(label=label, experiment=info, environment=environment, rounds=tuple(rounds),
-                   created_at=utc_now(), warnings=tuple(warnings), session={"order": order})
+                   created_at=utc_now(), warnings=tuple(warnings), session={
+                       "order": order,  # the verdict reads the error limit from here
+                       "max_error_rate": experiment.workload.max_error_rate
+                       if experiment.workload else None})
 
 
 def _prepared(experiment: Experiment, root: Path, python: str, label: str) -> Experiment:

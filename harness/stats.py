@@ -324,3 +324,422 @@ def rounds_needed(
         else:
             low = mid + 1
     return low
+
+
+# ---------------------------------------------------------------------------------------------
+# Paired evidence: interleaved sessions give one log ratio per pair of rounds (DESIGN.md 8: both
+# rounds of a pair share much of the machine's noise). Tests are one-sided ("did it get worse?").
+
+# Up to this many pairs the sign-flip test enumerates all 2**n sign patterns; above it draws
+# this many seeded random patterns (a Monte Carlo p-value, never below 1 / (draws + 1)).
+EXACT_MAX_PAIRS = 14
+SIGN_FLIP_DRAWS = 20000
+
+
+def _signed_ranks(d: np.ndarray) -> np.ndarray:
+    """sign(d) * midrank(|d|) among the nonzero values; zero differences score 0."""
+    out = np.zeros(len(d))
+    nonzero = np.flatnonzero(d != 0)
+    if len(nonzero):
+        ranks = np.asarray(_midranks([abs(float(v)) for v in d[nonzero]]))
+        out[nonzero] = np.sign(d[nonzero]) * ranks
+    return out
+
+
+@lru_cache(maxsize=64)
+def _flips(n: int, seed: int) -> np.ndarray:
+    """Sign patterns of n pairs: every one (n <= EXACT_MAX_PAIRS) or seeded random ones, the
+    observed (all +1) first."""
+    if n <= EXACT_MAX_PAIRS:
+        codes = np.arange(2**n)[:, None] >> np.arange(n)[None, :]
+        return 1.0 - 2.0 * (codes & 1)
+    rng = np.random.default_rng([seed, n, 7])
+    drawn = rng.choice([-1.0, 1.0], size=(SIGN_FLIP_DRAWS, n))
+    drawn[0] = 1.0
+    return drawn
+
+
+@dataclass(frozen=True)
+class SignFlipTest:
+    """One-sided sign-flip (randomisation) test of signed-rank statistics over a family.
+
+    `p_each[j]`: P(statistic j >= observed j) under random signs of whole pairs; `p_family[j]`:
+    the same for the family's maximum (max-T, Westfall-Young single step), which controls the
+    chance of any false alarm in the family whatever the metrics' correlation. `level_each` is
+    the per-metric level that the family's max-T threshold at `level` amounts to (for power).
+    """
+
+    p_each: tuple[float, ...]
+    p_family: tuple[float, ...]
+    patterns: int
+    method: str  # "exact" or "monte-carlo"
+    level: float | None = None
+    level_each: float | None = None
+
+
+def sign_flip_test(diffs: Sequence[Sequence[float]], *, level: float | None = None,
+                   seed: int = 0) -> SignFlipTest:
+    """One-sided test that each row of `diffs` (per-pair differences, one row per metric, all
+    with the same n pairs) is shifted above 0, and the max-T adjustment over the rows.
+
+    Under "no change" both orders of a pair are equally likely (perf randomises them), so every
+    row's signs may be flipped together, pair by pair: this keeps the correlation between the
+    metrics of one pair. The statistic is the Wilcoxon signed-rank sum scaled by its standard
+    deviation: an outlier pair counts as one rank, not by its size.
+    """
+    rows = np.atleast_2d(np.asarray(diffs, dtype=float))
+    m, n = rows.shape
+    if n == 0:
+        return SignFlipTest((1.0,) * m, (1.0,) * m, 0, "exact", level, level)
+    scores = np.stack([_signed_ranks(r) for r in rows])  # m x n
+    norms = np.sqrt((scores**2).sum(axis=1))
+    norms[norms == 0] = 1.0
+    flips = _flips(n, seed)
+    null = flips @ (scores / norms[:, None]).T  # patterns x m
+    observed = null[0]
+    tol = 1e-9
+    biggest = null.max(axis=1)
+    exact = n <= EXACT_MAX_PAIRS
+    count = (lambda hits: float(hits.mean())) if exact else \
+        (lambda hits: float((hits.sum() + 1) / (len(hits) + 1)))
+    p_each = tuple(count(null[:, j] >= observed[j] - tol) for j in range(m))
+    p_family = tuple(count(biggest >= observed[j] - tol) for j in range(m))
+    level_each = None
+    if level is not None:
+        # the family's critical value: the smallest c with P(max >= c) <= level; the per-metric
+        # level it amounts to is what the power of each metric's own test is computed at
+        level_each = 0.0
+        ordered = np.sort(biggest)
+        values = np.unique(biggest)
+        above = len(ordered) - np.searchsorted(ordered, values - tol, side="left")
+        tails = above / len(ordered) if exact else (above + 1) / (len(ordered) + 1)
+        allowed = values[tails <= level + 1e-12]
+        if len(allowed):
+            critical = allowed[0]
+            level_each = float(np.mean([count(null[:, j] >= critical - tol) for j in range(m)]))
+    return SignFlipTest(p_each, p_family, len(flips), "exact" if exact else "monte-carlo",
+                        level, level_each)
+
+
+@lru_cache(maxsize=256)
+def signed_rank_null(n: int) -> np.ndarray:
+    """P(W+ = w) for w = 0..n(n+1)/2: the exact null distribution of the signed-rank sum."""
+    top = n * (n + 1) // 2
+    probs = np.zeros(top + 1)
+    probs[0] = 1.0
+    for r in range(1, n + 1):
+        shifted = np.zeros_like(probs)
+        shifted[r:] = probs[: top + 1 - r]
+        probs = 0.5 * (probs + shifted)
+    return probs
+
+
+def _lower_order(null_probs: np.ndarray, alpha: float) -> int:
+    """k: the largest count with P(statistic <= k - 1) <= alpha (0 when none is)."""
+    cdf = np.cumsum(null_probs)
+    return int(np.searchsorted(cdf, alpha + 1e-12, side="right"))
+
+
+@dataclass(frozen=True)
+class ShiftInterval:
+    """Hodges-Lehmann estimate of a shift with one-sided bounds, each at level 1 - alpha.
+
+    A bound is -inf/+inf when so few values cannot reach that level (`reached` False); with
+    `clip` the most extreme value stands in for it.
+    """
+
+    estimate: float
+    low: float
+    high: float
+    alpha: float
+    reached: bool
+
+
+def paired_shift_interval(d: Sequence[float], *, alpha: float,
+                          clip: bool = False) -> ShiftInterval:
+    """Hodges-Lehmann estimate (median of the Walsh averages) of the per-pair shift, with the
+    distribution-free bounds of the signed-rank test (order statistics of the Walsh averages)."""
+    values = np.asarray(d, dtype=float)
+    n = len(values)
+    if n == 0:
+        raise ValueError("paired_shift_interval needs at least one pair")
+    i, j = np.triu_indices(n)
+    walsh = np.sort((values[i] + values[j]) / 2.0)
+    k = _lower_order(signed_rank_null(n), alpha) if n <= 60 else _normal_order(
+        n * (n + 1) / 4.0, n * (n + 1) * (2 * n + 1) / 24.0, alpha)
+    return _interval(walsh, k, alpha, clip)
+
+
+def _normal_order(mean_: float, variance: float, alpha: float) -> int:
+    return max(0, int(math.floor(mean_ - NormalDist().inv_cdf(1 - alpha) * math.sqrt(variance)
+                                 + 0.5)))
+
+
+def _interval(ordered: np.ndarray, k: int, alpha: float, clip: bool) -> ShiftInterval:
+    estimate = float(np.median(ordered))
+    if k >= 1:
+        return ShiftInterval(estimate, float(ordered[k - 1]), float(ordered[len(ordered) - k]),
+                             alpha, True)
+    if clip:
+        return ShiftInterval(estimate, float(ordered[0]), float(ordered[-1]), alpha, False)
+    return ShiftInterval(estimate, -math.inf, math.inf, alpha, False)
+
+
+def shift_interval(baseline: Sequence[float], candidate: Sequence[float], *, alpha: float,
+                   clip: bool = False) -> ShiftInterval:
+    """Hodges-Lehmann two-sample shift (median of all candidate - baseline differences) with the
+    Mann-Whitney order-statistic bounds, each one-sided at level 1 - alpha."""
+    b = np.asarray(baseline, dtype=float)
+    c = np.asarray(candidate, dtype=float)
+    if len(b) == 0 or len(c) == 0:
+        raise ValueError("shift_interval needs at least one value on each side")
+    ordered = np.sort((c[:, None] - b[None, :]).ravel())
+    n1, n2 = len(b), len(c)
+    if n1 <= EXACT_MAX_PER_SIDE and n2 <= EXACT_MAX_PER_SIDE:
+        counts = _rank_sum_counts(tuple(range(2, 2 * (n1 + n2) + 1, 2)), n2)
+        # doubled rank sums of the candidate; U = (sum - n2 (n2 + 1)) / 2 in steps of 2
+        probs = counts[n2 * (n2 + 1):: 2] / counts.sum()
+        k = _lower_order(probs, alpha)
+    else:
+        k = _normal_order(n1 * n2 / 2.0, n1 * n2 * (n1 + n2 + 1) / 12.0, alpha)
+    return _interval(ordered, k, alpha, clip)
+
+
+def mann_whitney_one_sided(x: Sequence[float], y: Sequence[float]) -> float:
+    """One-sided p-value that x tends to be larger than y (exact up to EXACT_MAX_PER_SIDE)."""
+    n1, n2 = len(x), len(y)
+    if n1 == 0 or n2 == 0:
+        raise ValueError("mann_whitney_one_sided needs at least one value on each side")
+    ranks = _midranks(list(x) + list(y))
+    if n1 <= EXACT_MAX_PER_SIDE and n2 <= EXACT_MAX_PER_SIDE:
+        doubled = tuple(int(round(2 * r)) for r in ranks)
+        counts = _rank_sum_counts(tuple(sorted(doubled)), n1)
+        observed = sum(doubled[:n1])
+        return float(counts[observed:].sum() / counts.sum())
+    n = n1 + n2
+    u = math.fsum(ranks[:n1]) - n1 * (n1 + 1) / 2.0
+    ties = Counter(ranks).values()
+    variance = n1 * n2 / 12.0 * ((n + 1) - math.fsum(t**3 - t for t in ties) / (n * (n - 1)))
+    if variance <= 0:
+        return 1.0
+    z = (u - n1 * n2 / 2.0 - 0.5) / math.sqrt(variance)
+    return 1.0 - NormalDist().cdf(z)
+
+
+def binomial_excess_p(errors_a: int, requests_a: int, errors_b: int, requests_b: int) -> float:
+    """Exact one-sided p-value that side b fails more often than side a, given the requests.
+
+    Conditional on the total number of failures, side b's share is binomial with probability
+    requests_b / (requests_a + requests_b) when both fail at the same rate.
+    """
+    total = errors_a + errors_b
+    if total == 0 or requests_a + requests_b == 0:
+        return 1.0
+    share = requests_b / (requests_a + requests_b)
+    return float(min(1.0, math.fsum(
+        math.comb(total, k) * share**k * (1 - share) ** (total - k)
+        for k in range(errors_b, total + 1))))
+
+
+# ---------------------------------------------------------------------------------------------
+# Sequential looks: perf adds pairs while a verdict is open, so it looks at the data several
+# times. Alpha is spent across the planned looks (Lan-DeMets, O'Brien-Fleming shape: almost
+# nothing early, nearly all of it at the last look).
+
+
+def obrien_fleming_spent(fraction: float, alpha: float) -> float:
+    """Alpha spent up to information fraction `fraction` (0..1) by the O'Brien-Fleming-type
+    spending function 2 - 2 Phi(z[1 - alpha/2] / sqrt(t)); all of alpha at t >= 1."""
+    if fraction <= 0:
+        return 0.0
+    if fraction >= 1:
+        return alpha
+    z = NormalDist().inv_cdf(1.0 - alpha / 2.0)
+    return 2.0 - 2.0 * NormalDist().cdf(z / math.sqrt(fraction))
+
+
+@lru_cache(maxsize=128)
+def sequential_levels(looks: tuple[int, ...], alpha: float, *, paths: int = 200_000,
+                      seed: int = 20261202) -> tuple[float, ...]:
+    """Nominal one-sided levels, one per look (pairs at each look), that together spend `alpha`.
+
+    The boundaries come from a seeded simulation of the standardised sum statistic (a random walk
+    observed at the looks): at each look the boundary crossed by the increment of spent alpha
+    among the paths not yet stopped. A test at look k rejects when its p-value <= level k.
+    """
+    if len(looks) <= 1:
+        return (alpha,) * len(looks)
+    planned = looks[-1]
+    rng = np.random.default_rng(seed)
+    total = np.zeros(paths)
+    alive = np.ones(paths, dtype=bool)
+    levels = []
+    previous_n, previous_spent = 0, 0.0
+    for n in looks:
+        total += rng.normal(0.0, math.sqrt(n - previous_n), paths)
+        z = total / math.sqrt(n)
+        spent = obrien_fleming_spent(n / planned, alpha)
+        target = int(round((spent - previous_spent) * paths))
+        candidates = np.sort(z[alive])[::-1]
+        if target < 20:  # too few paths to place the boundary: the increment itself (Bonferroni)
+            level = max(spent - previous_spent, 0.0)
+            crossed = z >= NormalDist().inv_cdf(1.0 - level) if level > 0 else np.zeros_like(alive)
+        else:
+            boundary = candidates[min(target, len(candidates)) - 1]
+            level = 1.0 - NormalDist().cdf(boundary)
+            crossed = z >= boundary
+        alive &= ~crossed
+        levels.append(float(level))
+        previous_n, previous_spent = n, spent
+    return tuple(levels)
+
+
+# ---------------------------------------------------------------------------------------------
+# Power of the test actually used: a seeded simulation of the signed-rank sign-flip test.
+
+POWER_SIMULATIONS = 3000
+
+
+EXACT_POWER_MAX_PAIRS = 30  # above: the large-sample formula, within a few % of simulation
+
+
+@lru_cache(maxsize=4096)
+def signed_rank_detectable(n: int, level: float, power: float = 0.8) -> float:
+    """Smallest shift, in units of the per-pair standard deviation, that the one-sided signed-rank
+    test on n pairs at `level` detects with probability `power` (normal per-pair noise).
+
+    Exact null distribution and a seeded simulation of the alternative up to
+    EXACT_POWER_MAX_PAIRS pairs; above, the large-sample formula with the test's efficiency 3/pi.
+    Infinite when n pairs cannot reach `level` at all (2**-n > level).
+    """
+    if n < 1 or level <= 0 or 0.5**n > level:
+        return math.inf
+    z = NormalDist().inv_cdf(1 - level) + NormalDist().inv_cdf(power)
+    if n > EXACT_POWER_MAX_PAIRS:
+        return z / math.sqrt(n * 3.0 / math.pi)
+    probs = signed_rank_null(n)
+    tail = np.cumsum(probs[::-1])[::-1]  # P(W+ >= w)
+    critical = int(np.argmax(tail <= level + 1e-12))
+    rng = np.random.default_rng([n, 11])
+    noise = rng.normal(0.0, 1.0, (POWER_SIMULATIONS, n))
+    rows = np.arange(POWER_SIMULATIONS)[:, None]
+    ranks = np.empty((POWER_SIMULATIONS, n))
+
+    def found(shift: float) -> float:
+        d = noise + shift
+        ranks[rows, np.argsort(np.abs(d), axis=1)] = np.arange(1, n + 1)
+        return float(((ranks * (d > 0)).sum(axis=1) >= critical).mean())
+
+    guess = z / math.sqrt(n * 3.0 / math.pi)
+    low, high = 0.0, guess
+    while found(high) < power:
+        low, high = high, high * 1.5
+        if high > 1e3:
+            return math.inf
+    for _ in range(12):
+        mid = (low + high) / 2
+        if found(mid) >= power:
+            high = mid
+        else:
+            low = mid
+    return high
+
+
+def pairs_needed(sd: float, change: float, *, level: float, power: float = 0.8,
+                 max_pairs: int = 1000) -> int | None:
+    """Pairs for the signed-rank test at `level` to find a log-ratio shift `change` with `power`
+    when pairs vary with standard deviation `sd`; None beyond max_pairs or for change <= 0."""
+    if change <= 0 or not math.isfinite(sd):
+        return None
+    if sd == 0:
+        return max(1, math.ceil(math.log2(1 / level)))
+    if signed_rank_detectable(max_pairs, level, power) * sd > change:
+        return None
+    low, high = 1, max_pairs
+    while low < high:
+        mid = (low + high) // 2
+        if signed_rank_detectable(mid, level, power) * sd <= change:
+            high = mid
+        else:
+            low = mid + 1
+    return low
+
+
+# ---------------------------------------------------------------------------------------------
+# Description of the metrics that do not gate: a t interval on log ratios, whose p-value can go
+# as low as a large change deserves (the exact rank tests cannot go below 2**-n with n pairs).
+
+
+def _incomplete_beta(a: float, b: float, x: float) -> float:
+    """Regularised incomplete beta I_x(a, b) by its continued fraction (modified Lentz)."""
+    if x <= 0:
+        return 0.0
+    if x >= 1:
+        return 1.0
+    if x > (a + 1) / (a + b + 2):
+        return 1.0 - _incomplete_beta(b, a, 1.0 - x)
+    log_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x)
+                 + b * math.log(1 - x))
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    fraction = d
+    for m in range(1, 300):
+        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            fraction *= c * d
+        if abs(c * d - 1.0) < 1e-12:
+            break
+    return math.exp(log_front) * fraction / a
+
+
+def t_two_sided_p(t: float, df: float) -> float:
+    """Two-sided p-value of Student's t with df degrees of freedom."""
+    if df <= 0 or math.isnan(t):
+        return 1.0
+    if math.isinf(t):
+        return 0.0
+    return _incomplete_beta(df / 2.0, 0.5, df / (df + t * t))
+
+
+@dataclass(frozen=True)
+class MeanInterval:
+    """Mean difference of log values with a two-sided t interval and p-value."""
+
+    estimate: float
+    low: float
+    high: float
+    p_value: float
+
+
+def log_mean_interval(baseline: Sequence[float], candidate: Sequence[float], *,
+                      paired: bool, level: float = 0.95) -> MeanInterval | None:
+    """Mean log ratio candidate/baseline: paired t on per-pair log ratios, else Welch's t on the
+    logs. None when a value is not positive or there are too few values for a spread."""
+    b = np.asarray(baseline, dtype=float)
+    c = np.asarray(candidate, dtype=float)
+    if (b <= 0).any() or (c <= 0).any():
+        return None
+    if paired:
+        d = np.log(c) - np.log(b)
+        if len(d) < 2:
+            return None
+        estimate, se, df = float(d.mean()), float(d.std(ddof=1)) / math.sqrt(len(d)), len(d) - 1
+    else:
+        if len(b) < 2 or len(c) < 2:
+            return None
+        lb, lc = np.log(b), np.log(c)
+        vb, vc = lb.var(ddof=1) / len(lb), lc.var(ddof=1) / len(lc)
+        estimate, se = float(lc.mean() - lb.mean()), math.sqrt(vb + vc)
+        denominator = vb**2 / (len(lb) - 1) + vc**2 / (len(lc) - 1)
+        df = (vb + vc) ** 2 / denominator if denominator > 0 else len(lb) + len(lc) - 2
+    if se == 0:
+        p = 1.0 if estimate == 0 else 0.0
+        return MeanInterval(estimate, estimate, estimate, p)
+    half = _t_quantile(0.5 + level / 2.0, max(1, int(df))) * se
+    return MeanInterval(estimate, estimate - half, estimate + half,
+                        t_two_sided_p(estimate / se, df))

@@ -20,9 +20,10 @@ CPU_PER_REQUEST = 0.002  # seconds
 
 
 def timing_summary(rng: np.random.Generator, *, scale: float, offset_sd: float,
-                   requests: int = 200) -> dict[str, float]:
-    """Round values of the default timing metrics for one round of `requests` requests."""
-    offset = float(np.exp(rng.normal(0.0, offset_sd)))
+                   requests: int = 200, shared: float = 1.0) -> dict[str, float]:
+    """Round values of the default timing metrics for one round of `requests` requests;
+    `shared` is a factor both rounds of an interleaved pair share (the machine's conditions)."""
+    offset = shared * float(np.exp(rng.normal(0.0, offset_sd)))
     latency = LATENCY * scale * offset * rng.lognormal(0.0, 0.5, requests)
     cpu = CPU_PER_REQUEST * scale * offset * rng.lognormal(0.0, 0.5, requests)
     return {
@@ -50,32 +51,42 @@ def make_round(index: int, summary: dict[str, float | None], *, side: str = "can
 
 
 def make_results(rounds, *, label: str = "candidate", environment=None, policies=None,
-                 instructions=None) -> Results:
+                 instructions=None, session=None) -> Results:
     return Results(
         label=label,
         experiment=ExperimentInfo(name="synthetic", path="experiments/synthetic.toml",
                                   sha256="ab" * 32, policies=dict(policies or {})),
         environment=dict(ENVIRONMENT if environment is None else environment),
         rounds=tuple(rounds), created_at="2026-11-30T00:00:00Z", instructions=instructions,
+        session=dict(session or {}),
     )
 
 
 def session(seed: int, rounds: int, *, shift: float = 0.0, offset_sd: float = 0.09,
             counters: bool = True, baseline_rounds: int | None = None,
-            requests: int = 200) -> tuple[Results, Results]:
-    """Baseline and candidate, interleaved; the candidate's timing is (1 + shift) times slower."""
+            requests: int = 200, paired: bool = False,
+            pair_sd: float = 0.0) -> tuple[Results, Results]:
+    """Baseline and candidate, interleaved; the candidate's timing is (1 + shift) times slower.
+
+    `paired` records the session as perf does (mode, seed, pairs), so compare judges per-pair
+    ratios; `pair_sd` adds a condition both rounds of a pair share (log-normal factor).
+    """
     rng = np.random.default_rng(seed)
     sides: dict[str, list[Round]] = {"baseline": [], "candidate": []}
     counts = {"baseline": baseline_rounds or rounds, "candidate": rounds}
     index = 0
     for i in range(max(counts.values())):
+        shared = float(np.exp(rng.normal(0.0, pair_sd))) if pair_sd else 1.0
         for side, scale in (("baseline", 1.0), ("candidate", 1.0 + shift)):
             if i >= counts[side]:
                 continue
-            summary = timing_summary(rng, scale=scale, offset_sd=offset_sd, requests=requests)
+            summary = timing_summary(rng, scale=scale, offset_sd=offset_sd, requests=requests,
+                                     shared=shared)
             if counters:
                 summary.update(counter_summary())
             sides[side].append(make_round(index, summary, side=side))
             index += 1
-    return (make_results(sides["baseline"], label="baseline"),
-            make_results(sides["candidate"], label="candidate"))
+    record = ({"mode": "interleaved", "seed": seed, "pairs": rounds, "max_error_rate": 0.01}
+              if paired else {})
+    return (make_results(sides["baseline"], label="baseline", session=record),
+            make_results(sides["candidate"], label="candidate", session=record))

@@ -10,6 +10,7 @@ import pytest
 from harness import stats
 from harness.compare import (
     VERDICT_FORMAT_VERSION,
+    Design,
     compare,
     comparison_to_json,
     exit_code,
@@ -65,7 +66,8 @@ def test_a_regression_is_named_in_the_headline_with_its_evidence():
 
 def test_three_rounds_per_side_are_inconclusive_not_unchanged_and_say_why():
     for shift in (0.0, 0.30):
-        comparison = compare(*session(2, 3, shift=shift))
+        # timing alone: with exact gates beside it, open timing would pass with its resolution
+        comparison = compare(*session(2, 3, shift=shift, counters=False))
         timing = [m for m in comparison.gated if m.kind == "timing"]
         assert timing and all(m.verdict == "inconclusive" for m in timing)
         assert all("3 + 3 rounds" in m.reason and m.rounds_needed >= 5 for m in timing)
@@ -75,9 +77,10 @@ def test_three_rounds_per_side_are_inconclusive_not_unchanged_and_say_why():
         assert exit_code(comparison, fail_on_inconclusive=True) == 2
 
 
-def test_five_rounds_cannot_beat_holm_over_three_gated_timing_metrics_but_six_can():
-    five = by_key(compare(*session(1, 5, shift=0.5)))["cpu_per_request"]
-    assert five.verdict == "inconclusive" and "Holm" in five.reason
+def test_four_rounds_cannot_reach_one_percent_one_sided_but_six_can():
+    # one-sided exact Mann-Whitney: 1/C(8,4) = 0.014 > 0.01; 1/C(12,6) = 0.0011, Holm over 2
+    four = by_key(compare(*session(1, 4, shift=0.5)))["cpu_per_request"]
+    assert four.verdict == "inconclusive" and "no change detectable" in four.reason
     assert by_key(compare(*session(1, 6, shift=0.5)))["cpu_per_request"].verdict == "regression"
 
 
@@ -167,11 +170,15 @@ def test_fewer_queries_is_an_improvement():
     assert comparison.overall == "pass"
 
 
-def test_any_error_where_there_were_none_is_a_regression():
-    comparison = compare(counters_only([{"errors": 0.0}]), counters_only([{"errors": 1.0}]))
-    errors = by_key(comparison)["errors"]
-    assert errors.verdict == "regression" and errors.change is None
-    assert exit_code(comparison) == 2
+def test_one_error_where_there_were_none_is_chance_but_many_are_a_regression():
+    # the exact test on counts given the requests: 0 vs 1 failure is what chance gives
+    one = compare(counters_only([{"errors": 0.0}] * 6), counters_only([{"errors": 0.0}] * 5
+                                                                      + [{"errors": 1.0}]))
+    assert by_key(one)["errors"].verdict == "unchanged" and exit_code(one) == 0
+    many = compare(counters_only([{"errors": 0.0}] * 6), counters_only([{"errors": 2.0}] * 6))
+    errors = by_key(many)["errors"]
+    assert errors.verdict == "regression" and errors.p_value < 0.01
+    assert "12 failed" in errors.reason and exit_code(many) == 2
 
 
 def test_a_counter_whose_rounds_disagree_is_inconclusive():
@@ -195,12 +202,15 @@ def test_instruction_counts_are_compared_per_endpoint():
     assert comparison.overall == "regression"
 
 
-def test_a_lower_rate_of_responses_is_a_regression():
+def test_a_rate_the_driver_fixes_is_shown_but_never_timing_evidence():
     baseline, candidate = session(6, 10, offset_sd=0.02)
     slower = [make_round(r.index, {**r.summary, "responses_per_s": r.summary["responses_per_s"]
                                    * 0.7}) for r in candidate.rounds]
-    metric = by_key(compare(baseline, make_results(slower)))["responses_per_s"]
-    assert metric.change < 0 and metric.verdict == "regression"
+    comparison = compare(baseline, make_results(slower),
+                         policies={"responses_per_s": {"gate": True}})
+    metric = by_key(comparison)["responses_per_s"]
+    assert metric.change < 0 and metric.verdict != "regression" and not metric.gate
+    assert "driver" in metric.evidence and comparison.overall != "regression"
 
 
 # --- what is compared, and under which policy ---------------------------------------------------
@@ -279,16 +289,59 @@ def test_an_invalid_round_makes_the_comparison_invalid_never_a_pass():
     assert "driver fell behind" in comparison.headline
 
 
-def test_errors_above_the_limit_make_the_run_invalid():
-    n = 100
-    log = RequestLog(endpoint=("channels",) * n, intended=(0.0,) * n, sent=(0.0,) * n,
-                     latency=(0.01,) * n, service=(0.01,) * n, status=(200,) * 95 + (500,) * 5,
-                     nbytes=(10,) * n, error=(None,) * n)
-    base = counters_only([{}])
-    cand = make_results([make_round(0, counter_summary(errors=5.0), requests=log)])
+def request_log(n=100, *, failed=0, timeouts=0):
+    errors = (None,) * (n - failed - timeouts) + ("HTTP 500",) * failed \
+        + ("timeout after 10 s",) * timeouts
+    status = (200,) * (n - failed - timeouts) + (500,) * failed + (0,) * timeouts
+    return RequestLog(endpoint=("channels",) * n, intended=(0.0,) * n, sent=(0.0,) * n,
+                      latency=(0.01,) * n, service=(0.01,) * n, status=status,
+                      nbytes=(10,) * n, error=errors)
+
+
+def loaded_round(index, *, side, failed=0, timeouts=0, valid=None, reason=None, cpu=0.2):
+    over = (failed + timeouts) / 100 > 0.01
+    return make_round(index, {**counter_summary(errors=float(failed + timeouts)),
+                              "cpu_seconds": cpu * 20.0}, side=side,
+                      requests=request_log(failed=failed, timeouts=timeouts),
+                      valid=(not over) if valid is None else valid,
+                      invalid_reason=reason or ("too many errors" if over else None))
+
+
+def test_a_candidate_that_collapses_under_the_load_is_a_regression_with_numbers():
+    base = make_results([loaded_round(i, side="baseline") for i in range(3)],
+                        session={"max_error_rate": 0.03})
+    cand = make_results([loaded_round(0, side="candidate", timeouts=40),
+                         loaded_round(1, side="candidate", timeouts=87),
+                         loaded_round(2, side="candidate")], session={"max_error_rate": 0.03})
     comparison = compare(base, cand)
-    assert comparison.overall == "invalid"
-    assert any("5 of 100 requests failed" in r for r in comparison.reasons)
+    assert comparison.overall == "regression" and exit_code(comparison) == 2
+    assert "the candidate timed out on 127 of 300 requests; the baseline on 0 of 300" \
+        in comparison.headline
+    assert comparison.details["statistics"]["max_error_rate"] == 0.03
+
+
+def test_the_experiments_error_limit_is_the_one_the_verdict_uses():
+    # 2 of 100 failed: over the 1% fallback, within the experiment's recorded 3%
+    base = make_results([loaded_round(0, side="baseline")], session={"max_error_rate": 0.03})
+    cand = make_results([loaded_round(0, side="candidate", failed=2, valid=True)],
+                        session={"max_error_rate": 0.03})
+    assert compare(base, cand).overall != "regression"
+    assert compare(base, cand).details["statistics"]["max_error_rate"] == 0.03
+
+
+def test_both_sides_failing_or_a_starved_driver_with_an_idle_subject_is_invalid():
+    lag = "the load driver fell behind its schedule: p99 schedule lag 80.0 ms > max_lag 50.0 ms"
+    both = compare(make_results([loaded_round(0, side="baseline", timeouts=50)]),
+                   make_results([loaded_round(0, side="candidate", timeouts=60)]))
+    assert both.overall == "invalid" and exit_code(both) == 1
+    idle = compare(make_results([loaded_round(0, side="baseline")]),
+                   make_results([loaded_round(0, side="candidate", valid=False, reason=lag,
+                                              cpu=0.05)]))
+    assert idle.overall == "invalid" and exit_code(idle) == 1 and "fell behind" in idle.headline
+    busy = compare(make_results([loaded_round(0, side="baseline")]),
+                   make_results([loaded_round(0, side="candidate", valid=False, reason=lag,
+                                              cpu=0.95)]))
+    assert busy.overall == "regression" and exit_code(busy) == 2
 
 
 def test_nothing_in_common_is_invalid():
@@ -300,7 +353,7 @@ def test_nothing_in_common_is_invalid():
 
 
 def test_verdict_json_is_strict_json_with_every_field(tmp_path):
-    comparison = compare(*session(8, 3, shift=0.30))  # has infinite detectable changes
+    comparison = compare(*session(8, 3, shift=0.30, counters=False))  # infinite detectable
     path = tmp_path / "out" / "verdict.json"
     save_verdict(comparison, path)
 
@@ -322,3 +375,68 @@ def test_verdict_json_is_strict_json_with_every_field(tmp_path):
 def test_the_same_inputs_and_seed_give_the_same_verdict():
     first = comparison_to_json(compare(*session(9, 10, shift=0.1)))
     assert first == comparison_to_json(compare(*session(9, 10, shift=0.1)))
+
+
+# --- the bugs of issue 11 -----------------------------------------------------------------------
+
+
+def test_a_few_bytes_on_a_zero_baseline_are_not_a_change():
+    base = make_results([make_round(i, {"read_chars_per_request": 0.0, "errors": 0.0})
+                         for i in range(6)])
+    cand = make_results([make_round(i, {"read_chars_per_request": v, "errors": 0.0})
+                         for i, v in enumerate((0.0, 0.0, 0.03, 0.0, 0.0, 0.0))],
+                        policies={"read_chars_per_request": {"gate": True}})
+    metric = by_key(compare(base, cand))["read_chars_per_request"]
+    assert metric.verdict == "unchanged" and "floor" in metric.reason
+
+
+def test_a_gated_metric_measured_on_one_side_only_is_inconclusive_and_named():
+    base, cand = session(10, 8, offset_sd=0.02, paired=True)
+    stripped = make_results([make_round(r.index, {k: v for k, v in r.summary.items()
+                                                  if k != "cpu_per_request"})
+                             for r in cand.rounds], session=cand.session)
+    comparison = compare(base, stripped)
+    assert comparison.overall == "inconclusive"
+    assert "cpu_per_request" in comparison.headline
+    assert any("cpu_per_request was measured on one side only" in r for r in comparison.reasons)
+
+
+def test_the_instruction_tiers_min_change_is_honoured():
+    def side(value, min_change):
+        return make_results([make_round(0, counter_summary())], instructions={
+            "min_change": min_change, "endpoints": {"channels": {"per_request": value}}})
+
+    metric = by_key(compare(side(1e6, 0.05), side(1.03e6, 0.05)))
+    assert metric["instructions_per_request[channels]"].verdict == "unchanged"
+    assert metric["instructions_per_request[channels]"].min_change == 0.05
+    runs = make_results([make_round(0, counter_summary())], instructions={
+        "endpoints": {"channels": {"per_request": 1.0e6, "per_request_runs": [1.0e6, 1.00002e6]}}})
+    assert by_key(compare(runs, runs))["instructions_per_request[channels]"].baseline_rounds \
+        == (1.0e6, 1.00002e6)
+
+
+def test_identical_code_in_a_paired_session_passes_with_timings_resolution():
+    comparison = compare(*session(11, 8, offset_sd=0.05, pair_sd=0.08, paired=True))
+    assert comparison.overall == "pass" and exit_code(comparison) == 0
+    assert "timing resolution +-" in comparison.headline
+    timing = by_key(comparison)["cpu_per_request"]
+    assert timing.paired and "sign-flip" in timing.evidence and "max-T" in timing.evidence
+
+
+def test_timing_alone_that_cannot_decide_stays_inconclusive():
+    comparison = compare(*session(12, 8, offset_sd=0.3, paired=True, counters=False))
+    assert comparison.overall == "inconclusive"
+
+
+def test_a_paired_regression_needs_its_lower_bound_at_half_the_minimum():
+    comparison = compare(*session(13, 10, shift=0.25, offset_sd=0.04, pair_sd=0.1, paired=True))
+    cpu = by_key(comparison)["cpu_per_request"]
+    assert cpu.verdict == "regression" and cpu.ci_low >= cpu.min_change / 2
+    assert comparison.overall == "regression" and exit_code(comparison) == 2
+
+
+def test_unconfirmed_timing_neither_fails_nor_passes():
+    comparison = compare(*session(14, 10, shift=0.5, counters=True), design=Design(confirmed=False))
+    timing = [m for m in comparison.gated if m.kind == "timing"]
+    assert all(m.verdict == "inconclusive" for m in timing)
+    assert comparison.overall == "inconclusive"

@@ -26,6 +26,18 @@ def _harness(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def _copy_project(target: Path) -> Path:
     for part in ("harness", "subjects", "templates", "experiments"):
         shutil.copytree(ROOT / part, target / part, ignore=shutil.ignore_patterns("__pycache__"))
+    # api-quick without the in-process probes (they write their own samples, so bytes passed to
+    # write follow the round's duration) and without the valgrind tier (not needed here)
+    quick = target / "experiments" / "api-quick.toml"
+    text = quick.read_text()
+    for before, after in (("sqlite = true", "sqlite = false"),
+                          ("loop_lag = true", "loop_lag = false"),
+                          ("enabled = true", "enabled = false"),
+                          ("[metrics.write_chars_per_request]\ngate = false",
+                           "[metrics.write_chars_per_request]\ngate = true")):
+        assert before in text, before
+        text = text.replace(before, after)
+    quick.write_text(text)
     return target
 
 

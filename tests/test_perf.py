@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import perf
 from harness.perf import pair_order
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +45,7 @@ name = "channels"
 path = "/channels"
 
 [rounds]
-perf_min = 6
+perf_min = 8           # one-sided exact paired test: 6 pairs cannot go below p = 1/64
 perf_budget = "3m"
 
 [metrics.latency_mean]
@@ -116,7 +117,7 @@ def clone(tmp_path_factory) -> Path:
 
 def _perf(clone: Path, out: Path, *args: str) -> tuple[int, dict]:
     proc = subprocess.run(
-        # a budget shorter than the first rounds: judge after perf_min rounds, add none (CI time)
+        # a budget shorter than the first pairs: one look after perf_min pairs, none added
         [sys.executable, "-m", "harness", "perf", "experiments/quick.toml", "--out", str(out),
          "--seed", "1", "--budget", "30s", *args],
         cwd=clone, capture_output=True, text=True, timeout=900,
@@ -198,4 +199,52 @@ def test_artifact_timing_regression_not_reproduced_on_this_agent_does_not_fail(c
     assert code == 0, verdict
     assert verdict["overall"] in ("pass", "inconclusive")
     reasons = " ".join(verdict["reasons"])
-    assert "did not reproduce" in reasons, reasons
+    assert "re-run interleaved" in reasons and "that session decides" in reasons, reasons
+
+
+# --- the sequential plan (pure: no processes) ---------------------------------------------------
+
+
+def test_the_plan_comes_from_the_budget_and_spends_alpha_across_its_looks():
+    plan = perf.plan_pairs(6, pair_seconds=30.0, remaining=185.0)
+    assert (plan.first, plan.planned) == (6, 12)
+    assert perf.plan_pairs(6, pair_seconds=30.0, remaining=-5.0).planned == 6
+    assert perf.plan_pairs(6, pair_seconds=1.0, remaining=1e6).planned == perf.MAX_PAIRS
+    designs = [plan.design(n) for n in range(6, 13)]
+    assert [d.look for d in designs] == list(range(1, 8)) and designs[-1].planned == 7
+    assert sum(d.level for d in designs) > 0.01 > designs[-1].level > designs[0].level
+
+
+def test_merged_instruction_runs_keep_a_number_and_list_every_run():
+    run = {"min_change": 0.01, "endpoints": {"channels": {"per_request": 100.0, "non_2xx": 0}}}
+    second = {"endpoints": {"channels": {"per_request": 101.0}}}
+    merged = perf.merge_instruction_runs([run, second, None])
+    assert merged["endpoints"]["channels"]["per_request"] == 100.0
+    assert merged["endpoints"]["channels"]["per_request_runs"] == [100.0, 101.0]
+    assert merged["runs"] == 2 and merged["min_change"] == 0.01
+    assert perf.merge_instruction_runs([None]) is None
+
+
+def test_the_second_instruction_run_is_skipped_when_it_would_eat_the_rounds_budget(monkeypatch,
+                                                                                   tmp_path):
+    from types import SimpleNamespace
+
+    calls = []
+
+    def tier(experiment, **kwargs):
+        calls.append(kwargs["work_dir"].name)
+        return {"endpoints": {"channels": {"per_request": 100.0 + len(calls)}}}
+
+    monkeypatch.setattr(perf, "run_instruction_tier", tier)
+    experiment = SimpleNamespace(instructions=SimpleNamespace(enabled=True))
+    sides = tuple(perf.Side(label, experiment, SimpleNamespace(root=tmp_path, python="python"))
+                  for label in ("baseline", "candidate"))
+    roomy = perf.Session(sides, work_dir=tmp_path, seed=1, log=lambda line: None)
+    roomy.count_instructions(time_left=lambda: 1e6)
+    assert len(calls) == 4
+    assert roomy.instructions["baseline"]["endpoints"]["channels"]["per_request_runs"] == [101.0,
+                                                                                          103.0]
+    calls.clear()
+    tight = perf.Session(sides, work_dir=tmp_path, seed=1, log=lambda line: None)
+    tight.count_instructions(time_left=lambda: 0.0)
+    assert len(calls) == 2 and tight.instructions["candidate"]["runs"] == 1

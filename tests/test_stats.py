@@ -168,3 +168,81 @@ def test_every_public_function_names_its_test_or_threshold():
         doc = getattr(stats, name).__doc__
         assert doc and any(word in doc for word in ("alpha", "0.01", "level", "threshold",
                                                      "p-value", "p =", "p < ")), name
+
+
+# --- paired, one-sided, sequential (harness perf) ---------------------------------------------
+
+
+def test_sign_flip_p_values_match_enumeration_and_max_t_is_never_smaller():
+    rng = np.random.default_rng(3)
+    d = rng.normal(0.3, 1.0, (3, 9))
+    d[1] = d[0] + rng.normal(0, 0.05, 9)  # a correlated metric
+    test = stats.sign_flip_test(d)
+    signs = np.array(list(itertools.product((-1, 1), repeat=9)))
+    scores = np.sign(d[0]) * (np.argsort(np.argsort(np.abs(d[0]))) + 1)
+    null = signs @ scores
+    assert test.p_each[0] == pytest.approx(np.mean(null >= scores.sum() - 1e-9))
+    assert test.method == "exact" and test.patterns == 2**9
+    assert all(f >= e for f, e in zip(test.p_family, test.p_each, strict=True))
+    # correlated metrics cost little: max-T is far below Bonferroni over three
+    assert test.p_family[0] < 3 * test.p_each[0]
+
+
+def test_six_pairs_cannot_reach_one_percent_one_sided_and_an_outlier_is_one_rank():
+    assert stats.sign_flip_test([[0.1] * 6]).p_each[0] == pytest.approx(1 / 64)
+    assert math.isinf(stats.signed_rank_detectable(6, 0.01))
+    # an outlier pair counts by its rank, not its size: 0.13 -> 5.0 (still the largest) changes
+    # nothing, where a mean-based flip test would be dominated by it
+    small = stats.sign_flip_test([[0.1, 0.12, 0.09, 0.11, 0.1, 0.13, -0.05, 0.1]]).p_each[0]
+    huge = stats.sign_flip_test([[0.1, 0.12, 0.09, 0.11, 0.1, 5.0, -0.05, 0.1]]).p_each[0]
+    assert small == huge < 0.01
+
+
+def test_paired_interval_covers_the_true_shift_at_its_level():
+    rng = np.random.default_rng(5)
+    missed_low = missed_high = 0
+    for _ in range(400):
+        shift = stats.paired_shift_interval(rng.normal(0.2, 1.0, 10), alpha=0.05)
+        missed_low += shift.low > 0.2
+        missed_high += shift.high < 0.2
+    assert missed_low <= 0.05 * 400 + 8 and missed_high <= 0.05 * 400 + 8
+    assert not stats.paired_shift_interval([1.0] * 4, alpha=0.01).reached
+
+
+def test_two_sample_interval_is_distribution_free_and_clips_for_one_round():
+    interval = stats.shift_interval([10.0], [10.2], alpha=0.01, clip=True)
+    assert interval.low == interval.high == pytest.approx(0.2) and not interval.reached
+    wide = stats.shift_interval(range(6), [v + 3 for v in range(6)], alpha=0.01)
+    assert wide.reached and wide.low < 3 < wide.high and wide.estimate == pytest.approx(3)
+
+
+def test_errors_exact_count_test():
+    assert stats.binomial_excess_p(0, 600, 1, 600) == pytest.approx(0.5)
+    assert stats.binomial_excess_p(0, 600, 12, 600) == pytest.approx(0.5**12)
+    assert stats.binomial_excess_p(0, 0, 0, 0) == 1.0
+
+
+def test_sequential_levels_spend_alpha_mostly_at_the_end():
+    levels = stats.sequential_levels(tuple(range(6, 13)), 0.01)
+    assert list(levels) == sorted(levels) and levels[-1] < 0.01 < sum(levels)
+    assert levels[0] < 0.001
+    assert stats.obrien_fleming_spent(1.0, 0.01) == 0.01
+    assert stats.sequential_levels((8,), 0.01) == pytest.approx((0.01,), rel=0.05)
+
+
+def test_the_detectable_shift_has_the_promised_power():
+    n, level = 10, 0.01
+    shift = stats.signed_rank_detectable(n, level)
+    rng = np.random.default_rng(99)
+    found = np.mean([stats.sign_flip_test([rng.normal(shift, 1.0, n)]).p_each[0] <= level
+                     for _ in range(400)])
+    assert 0.74 <= found <= 0.86
+    assert stats.pairs_needed(0.1, 0.2, level=0.01) < stats.pairs_needed(0.1, 0.1, level=0.01)
+
+
+def test_t_p_values_and_log_mean_interval():
+    assert stats.t_two_sided_p(2.228, 10) == pytest.approx(0.05, abs=1e-3)
+    assert stats.t_two_sided_p(0.0, 5) == pytest.approx(1.0)
+    big = stats.log_mean_interval([1.0, 1.1, 0.9, 1.05], [27.0, 26.0, 28.0, 27.5], paired=True)
+    assert big.p_value < 1e-4 and big.low > 3.0
+    assert stats.log_mean_interval([1.0], [2.0], paired=False) is None
