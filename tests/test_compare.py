@@ -128,20 +128,23 @@ def many_timing_metrics(seed, rounds=10):
     return compare(*sides, policies={name: {"gate": True, "min_change": 0.0} for name in TIMING})
 
 
-def false_alarms(trials=200):
-    return sum(any(m.verdict in ("regression", "improvement") for m in many_timing_metrics(s).gated)
+def false_alarms(verdicts, trials=200):
+    return sum(any(m.verdict in verdicts for m in many_timing_metrics(s).gated)
                for s in range(trials))
 
 
 def test_false_alarms_across_many_metrics_stay_at_alpha():
-    # 18 gated timing metrics per comparison; Holm keeps "any metric flagged" near alpha = 1%
-    assert false_alarms() <= 2
+    # every declared timing metric gated; the correction keeps "any metric regressed" (what fails
+    # a build) near alpha = 1%. "Worse" and "better" are two one-sided tests at alpha each, so
+    # "any metric flagged either way" is near 2 alpha (4 of 200 expected).
+    assert false_alarms(("regression",)) <= 2
+    assert false_alarms(("regression", "improvement")) <= 8
 
 
 def test_without_the_correction_the_same_comparisons_cry_wolf(monkeypatch):
     # proves the test above can fail: with raw p-values many A/A comparisons flag something
     monkeypatch.setattr(stats, "holm", lambda p_values: list(p_values))
-    assert false_alarms() >= 8
+    assert false_alarms(("regression",)) >= 8
 
 
 # --- counters and instruction counts -------------------------------------------------------------

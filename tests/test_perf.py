@@ -236,6 +236,7 @@ def test_the_second_instruction_run_is_skipped_when_it_would_eat_the_rounds_budg
         return {"endpoints": {"channels": {"per_request": 100.0 + len(calls)}}}
 
     monkeypatch.setattr(perf, "run_instruction_tier", tier)
+    monkeypatch.setattr(perf, "run_function_profile", lambda experiment, **kwargs: None)
     experiment = SimpleNamespace(instructions=SimpleNamespace(enabled=True))
     sides = tuple(perf.Side(label, experiment, SimpleNamespace(root=tmp_path, python="python"))
                   for label in ("baseline", "candidate"))
