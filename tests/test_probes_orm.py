@@ -148,7 +148,7 @@ def test_added_work_in_one_python_function_is_named_first(tmp_path):
         probes = collect_probe_data(data)
         assert "warnings" not in probes, probes.get("warnings")
         sides.append(_results(label, probes, SEARCHES))
-    changes = breakdown_details(*sides)["functions"]["changes"]
+    changes = breakdown_details(*sides)["python_calls"]["changes"]
     tidy_line = next(n for n, line in enumerate((APP / "server.py").read_text().splitlines(), 1)
                      if line.startswith("def tidy("))
     assert changes[0]["where"] == f"server.py:{tidy_line} tidy"

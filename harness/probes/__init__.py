@@ -55,7 +55,7 @@ Contract with the runner (harness.runner) and the report (harness.report):
           "baseline_rounds": n, "candidate_rounds": n,  # rounds with query data per side
       }
       details["loop_lag"] = {"baseline": {"kind", "interval", "samples"} | None, "candidate": ...}
-      details["blocking"], details["files"], details["functions"]: see blocking_details,
+      details["blocking"], details["files"], details["python_calls"]: see blocking_details,
       files_details and functions_details in harness/probes/breakdown.py (per request; files has
       a "headline" such as "+25 B written per request, all in the log file core.log").
 

@@ -388,7 +388,7 @@ def merge_functions(parts: Iterable[dict[str, Any] | None]) -> dict[str, Any] | 
 
 
 def functions_details(baseline: Results, candidate: Results) -> dict[str, Any] | None:
-    """details["functions"]: Python calls per request per function, and what changed.
+    """details["python_calls"]: Python calls per request per function, and what changed.
 
         {"baseline": {"requests", "total_calls_per_request", "mechanism"} | None,
          "candidate": {...} | None,
@@ -461,7 +461,7 @@ def breakdown_details(baseline: Results, candidate: Results) -> dict[str, Any]:
             "caller_changes": caller_changes(base_rows, cand_rows) if both else [],
         }
     for name, make in (("blocking", blocking_details), ("files", files_details),
-                       ("functions", functions_details)):
+                       ("python_calls", functions_details)):
         found = make(baseline, candidate)
         if found is not None:
             details[name] = found
