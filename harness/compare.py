@@ -994,8 +994,8 @@ def compare(
     # what a load driver says about its own measurement (e.g. JMeter's closed loop) is shown
     warnings += [w for w in dict.fromkeys(baseline.warnings + candidate.warnings)
                  if w.startswith("load driver:")]
-    metrics = judge_all(series, series_policies(series, resolved), alpha=alpha, seed=seed, design=design,
-                        pairs=_pairs(baseline, candidate),
+    metrics = judge_all(series, series_policies(series, resolved), alpha=alpha, seed=seed,
+                        design=design, pairs=_pairs(baseline, candidate),
                         exposure=(_exposure(baseline), _exposure(candidate)))
     facts = _Facts(invalid=invalid, overload=overload,
                    missing=_missing_gated(warnings, resolved),
