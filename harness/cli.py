@@ -177,7 +177,8 @@ def _cmd_perf(args: argparse.Namespace) -> int:
             seed=args.seed,
             report_url=args.report_url,
         )
-    report = (out / outcome.report.relative_to(staging)).resolve()
+    # run_perf works in absolute paths (each side runs in its own tree); --out may be relative
+    report = (out / outcome.report.resolve().relative_to(staging.resolve())).resolve()
     print(terminal_table(outcome.comparison))
     print(f"{outcome.rounds_per_side} rounds per side in {outcome.duration:.0f} s "
           f"({outcome.stop_reason})")
