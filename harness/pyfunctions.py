@@ -53,14 +53,16 @@ SNAPSHOT_TIMEOUT = 30.0
 def _where(filename: str, root: Path) -> str:
     """A function's file for people: relative to the project, or site-packages/..., stdlib/..."""
     path = Path(filename)
+    text = path.as_posix()
+    # installed code first: an environment inside the project (.perf-cache/envs, a .venv) is
+    # still library code, not the project's
+    found = re.search(r"/(site-packages|dist-packages)/(.*)$", text)
+    if found:
+        return f"site-packages/{found.group(2)}"
     try:
         return path.resolve().relative_to(root.resolve()).as_posix()
     except (ValueError, OSError):
         pass
-    text = path.as_posix()
-    found = re.search(r"/(site-packages|dist-packages)/(.*)$", text)
-    if found:
-        return f"site-packages/{found.group(2)}"
     found = re.search(r"/lib/python\d+(?:\.\d+)?/(.*)$", text)
     if found:
         return f"stdlib/{found.group(1)}"

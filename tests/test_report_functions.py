@@ -41,6 +41,14 @@ def test_where_names_project_files_relative_and_installed_code_by_its_kind(tmp_p
     assert _where("/usr/lib/python3.11/asyncio/events.py", tmp_path) == "stdlib/asyncio/events.py"
 
 
+def test_an_environment_inside_the_project_is_installed_code_not_the_project(tmp_path):
+    # harness perf builds each side's venv under .perf-cache/ in the project: its packages must
+    # not be listed (and ranked) as the project's own functions
+    inside = tmp_path / ".perf-cache" / "envs" / "x" / "lib" / "python3.11" / "site-packages"
+    assert _where(str(inside / "aiohttp" / "web_protocol.py"), tmp_path) == \
+        "site-packages/aiohttp/web_protocol.py"
+
+
 @pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.skipif(sys.platform == "win32", reason="the profile is read with SIGUSR1")
