@@ -35,6 +35,7 @@ from harness.perf import DEFAULT_EXPERIMENT, Side, run_session
 from harness.process import sigterm_as_interrupt
 from harness.results import Results
 from harness.runner import build_results
+from harness.sides import environment_spec
 from harness.units import parse_duration
 from harness.worktree import Checkout, baseline_checkout, project_root, resolve_commit
 
@@ -288,7 +289,8 @@ class Judge:
 
     @contextlib.contextmanager
     def _checkout(self, commit: str) -> Iterator[Checkout]:
-        with baseline_checkout(self.root, commit, cache=self.work_dir / "cache") as checkout:
+        with baseline_checkout(self.root, commit, cache=self.work_dir / "cache",
+                               spec=environment_spec(self.experiment.subject)) as checkout:
             yield checkout
 
     def _results(self, checkout: Checkout, label: str, instructions: dict[str, Any]) -> Results:
@@ -409,7 +411,8 @@ def run_bisect(*, good: str, bad: str, experiment_path: Path | None, out_dir: Pa
     with contextlib.ExitStack() as stack:
         stack.enter_context(sigterm_as_interrupt())  # an aborted build keeps its log and cleans up
         good_checkout = stack.enter_context(
-            baseline_checkout(root, good_id, cache=out_dir / "work" / "cache"))
+            baseline_checkout(root, good_id, cache=out_dir / "work" / "cache",
+                              spec=environment_spec(experiment.subject)))
         judge = Judge(root=root, experiment=experiment, good=good_checkout,
                       work_dir=out_dir / "work", budget=budget_s,
                       pairs=rounds or experiment.rounds.perf_min, seed=seed, log=log)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -218,6 +217,7 @@ command = ["{python}", "-m", "subjects.peer", "serve", "--state-dir", "{state_di
 setup = [["{python}", "-m", "subjects.peer", "seed", "--state-dir", "{state_dir}",
           "--channels", "5", "--torrents", "10", "--seed", "0"]]
 ready = { http = "/health", timeout = "60s" }
+requirements = ["subjects/peer/requirements.txt"]  # each commit's environment is built from it
 [workload]
 rate = "5/s"
 requests = 5
@@ -234,8 +234,6 @@ requests = 5
 @pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.timeout(600)
-@pytest.mark.skipif(not os.environ.get("HARNESS_PEER_BISECT"),
-                    reason="about 2 minutes on 2 cores: set HARNESS_PEER_BISECT=1 to run it")
 def test_bisect_of_the_reference_peer(tmp_path, monkeypatch):
     """The issue's own case: the reference peer, one commit among eight slows /channels."""
     root = Path(__file__).resolve().parent.parent
