@@ -286,7 +286,7 @@ def test_without_an_instruction_regression_the_steps_are_timing_sessions(history
     sessions: list[tuple[str, str]] = []
 
     @contextlib.contextmanager
-    def checkout(root, ref, *, cache=None):
+    def checkout(root, ref, *, cache=None, spec=None):
         yield Checkout(root=Path(root), commit=ref, python=sys.executable)
 
     def session(sides, **kwargs):
