@@ -60,9 +60,15 @@ def test_a_post_carries_its_body_and_length():
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
+    yield from _serve_tiny(tmp_path_factory, "tiny")
+
+
+def _serve_tiny(tmp_path_factory, name: str, *options: str):
+    """Start the tiny app with `options`, yield its port once it answers, stop it after."""
     port = free_ports(1)[0]
-    state = tmp_path_factory.mktemp("tiny")
-    proc = start_process([PYTHON, str(APP), "--port", str(port), "--state-dir", str(state)],
+    state = tmp_path_factory.mktemp(name)
+    proc = start_process([PYTHON, str(APP), "--port", str(port), "--state-dir", str(state),
+                          *options],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 20
@@ -144,19 +150,7 @@ def test_a_driver_on_time_is_valid_and_says_how_late_it_was(tiny):
 @pytest.fixture(scope="module")
 def closes_idle(tmp_path_factory):
     """The tiny app closing idle keep-alive connections after 0.3 s (uvicorn does after 5 s)."""
-    port = free_ports(1)[0]
-    state = tmp_path_factory.mktemp("closing")
-    proc = start_process([PYTHON, str(APP), "--port", str(port), "--state-dir", str(state),
-                          "--keepalive", "0.3"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 20
-        while not http_ok(f"http://127.0.0.1:{port}/health"):
-            assert time.monotonic() < deadline and proc.poll() is None, "tiny app did not start"
-            time.sleep(0.05)
-        yield port
-    finally:
-        stop_process_tree(proc, timeout=5)
+    yield from _serve_tiny(tmp_path_factory, "closing", "--keepalive", "0.3")
 
 
 @pytest.mark.integration
