@@ -508,11 +508,13 @@ def _judge_paired_family(family: list[Series], policies: dict[str, Policy], desi
         n = len(d)
         shift = stats.paired_shift_interval(d, alpha=design.level)
         sd = float(np.std(d, ddof=1)) if n > 1 else math.inf
-        detectable = _rel(stats.signed_rank_detectable(n, up.level_each or 0.0) * sd)
+        # the power of the test actually used, at this session's spread read median-unbiased
+        spread = stats.median_unbiased_sd(sd, n - 1)
+        detectable = _rel(stats.signed_rank_detectable(n, up.level_each or 0.0) * spread)
         final_level = alpha / len(family)
-        needed = stats.pairs_needed(sd, math.log1p(policy.min_change), level=final_level)
+        needed = stats.pairs_needed(spread, math.log1p(policy.min_change), level=final_level)
         observed = abs(shift.estimate)
-        needed_observed = (stats.pairs_needed(sd, observed, level=final_level)
+        needed_observed = (stats.pairs_needed(spread, observed, level=final_level)
                            if observed > 0 else None)
         worse_est, worse_low, worse_high = _rel(shift.estimate), _rel(shift.low), _rel(shift.high)
         threshold = policy.min_change
@@ -581,10 +583,18 @@ def _judge_unpaired_family(family: list[Series], policies: dict[str, Policy], de
         shift = stats.shift_interval(b, c, alpha=alpha)
         worse_est, worse_low, worse_high = _rel(shift.estimate), _rel(shift.low), _rel(shift.high)
         threshold = policy.min_change
-        cv = max(stats.coefficient_of_variation(s.baseline),
-                 stats.coefficient_of_variation(s.candidate))
-        detectable = stats.detectable_change(cv, n1, n2, alpha=alpha / len(family))
-        needed = stats.rounds_needed(cv, threshold, alpha=alpha / len(family))
+        # the power of the test actually used: the exact one-sided Mann-Whitney at Holm's first
+        # step (alpha over the family), at the pooled spread of the log values
+        level = alpha / len(family)
+        lb, lc = logs[j]
+        sd = (math.sqrt((float(np.var(lb, ddof=1)) * (n1 - 1) + float(np.var(lc, ddof=1))
+                         * (n2 - 1)) / (n1 + n2 - 2)) if n1 > 1 and n2 > 1 else math.inf)
+        spread = stats.median_unbiased_sd(sd, n1 + n2 - 2)
+        detectable = _rel(stats.rank_sum_detectable(n1, n2, level) * spread)
+        needed = stats.rounds_per_side_needed(spread, math.log1p(threshold), level=level)
+        observed = abs(shift.estimate)
+        needed_observed = (stats.rounds_per_side_needed(spread, observed, level=level)
+                           if observed > 0 else None)
         interval = (f"{_fmt(worse_est * signs[j])} (bounds {_fmt(worse_low)} to "
                     f"{_fmt(worse_high)} worse, adjusted p = {adj_worse[j]:.2g})")
         evidence = (f"timing, {n1} + {n2} rounds of separate runs, one-sided Mann-Whitney, "
@@ -604,11 +614,14 @@ def _judge_unpaired_family(family: list[Series], policies: dict[str, Policy], de
         elif shift.reached and worse_high < threshold and -worse_low < threshold:
             verdict, reason = "unchanged", f"{interval}: within +-{_pct(threshold)}"
         else:
-            settle = f"; about {needed} rounds per side would settle it" if needed else ""
+            settle = (f"; about {needed} rounds per side would settle a {_pct(threshold)} "
+                      f"change" if needed else "")
+            if needed_observed and observed >= math.log1p(GATE_FRACTION * threshold):
+                settle += f", about {needed_observed} the {_fmt(worse_est)} observed"
             smallest = (f"the smallest detectable change at {detectable:.1%}"
                         if math.isfinite(detectable) else "no change detectable")
             verdict, reason = "inconclusive", (
-                f"{interval}: round-to-round noise of {cv:.1%} leaves {smallest} with "
+                f"{interval}: round-to-round noise of {sd:.1%} leaves {smallest} with "
                 f"{n1} + {n2} rounds{settle}")
         lo, hi = sorted((_rel(shift.low * signs[j]), _rel(shift.high * signs[j])))
         out.append(_comparison(
@@ -616,7 +629,8 @@ def _judge_unpaired_family(family: list[Series], policies: dict[str, Policy], de
             change=_rel(shift.estimate * signs[j]), ci_low=lo, ci_high=hi, p_value=p_worse[j],
             p_adjusted=adj_worse[j], detectable=detectable, rounds_needed=needed,
             noise=stats.coefficient_of_variation(s.baseline), verdict=verdict,
-            evidence=evidence, reason=reason, control=stats.split_half_change(s.baseline)))
+            evidence=evidence, reason=reason, control=stats.split_half_change(s.baseline),
+            rounds_needed_for_change=needed_observed))
     return out
 
 

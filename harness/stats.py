@@ -558,39 +558,67 @@ def obrien_fleming_spent(fraction: float, alpha: float) -> float:
     return 2.0 - 2.0 * NormalDist().cdf(z / math.sqrt(fraction))
 
 
+def _signed_rank_paths(looks: tuple[int, ...], paths: int, seed: int) -> np.ndarray:
+    """The signed-rank sum W+ of `paths` seeded no-change sessions at each look (paths x looks).
+
+    Under no change the signs of the pairs are fair coins independent of the sizes |d|, and the
+    sizes of exchangeable pairs come in a uniformly random order, so any continuous size
+    distribution gives the same W+ at every look: uniform sizes stand in for the data's. Adding
+    pair i raises the rank of every earlier pair that is larger, so W+ is updated in place.
+    """
+    rng = np.random.default_rng(seed)
+    sizes = rng.random((paths, looks[-1]), dtype=np.float32)
+    positive = rng.random((paths, looks[-1])) < 0.5
+    w = np.zeros(paths, dtype=np.int64)
+    out = np.empty((paths, len(looks)), dtype=np.int64)
+    column = {n: k for k, n in enumerate(looks)}
+    for i in range(looks[-1]):
+        larger = sizes[:, :i] > sizes[:, i : i + 1]
+        w += (larger & positive[:, :i]).sum(axis=1)
+        w += np.where(positive[:, i], i + 1 - larger.sum(axis=1), 0)
+        if i + 1 in column:
+            out[:, column[i + 1]] = w
+    return out
+
+
 @lru_cache(maxsize=128)
 def sequential_levels(looks: tuple[int, ...], alpha: float, *, paths: int = 200_000,
                       seed: int = 20261202) -> tuple[float, ...]:
     """Nominal one-sided levels, one per look (pairs at each look), that together spend `alpha`.
 
-    The boundaries come from a seeded simulation of the standardised sum statistic (a random walk
-    observed at the looks): at each look the boundary crossed by the increment of spent alpha
-    among the paths not yet stopped. A test at look k rejects when its p-value <= level k.
+    Calibrated on the exact test itself: the joint distribution of the signed-rank statistic over
+    the looks of a no-change session does not depend on the data (see _signed_rank_paths), so a
+    seeded simulation of it gives each look the largest p-value the exact test can produce
+    whose cumulative false-alarm rate stays within the O'Brien-Fleming-type spending up to that
+    look; what the discreteness of the exact test leaves unspent carries to the next look. When
+    no p-value the look can produce fits, its level is below the smallest one (no rejection
+    possible). A test at look k rejects when its p-value <= level k. For n > EXACT_MAX_PAIRS the
+    sign-flip test's Monte Carlo p-value stands in for the exact one (within its own noise).
     """
     if len(looks) <= 1:
         return (alpha,) * len(looks)
-    planned = looks[-1]
-    rng = np.random.default_rng(seed)
-    total = np.zeros(paths)
+    if any(b <= a for a, b in zip(looks, looks[1:])) or looks[0] < 1:
+        raise ValueError(f"looks must be increasing pair counts, got {looks}")
+    statistic = _signed_rank_paths(looks, paths, seed)
     alive = np.ones(paths, dtype=bool)
+    crossed = 0
     levels = []
-    previous_n, previous_spent = 0, 0.0
-    for n in looks:
-        total += rng.normal(0.0, math.sqrt(n - previous_n), paths)
-        z = total / math.sqrt(n)
-        spent = obrien_fleming_spent(n / planned, alpha)
-        target = int(round((spent - previous_spent) * paths))
-        candidates = np.sort(z[alive])[::-1]
-        if target < 20:  # too few paths to place the boundary: the increment itself (Bonferroni)
-            level = max(spent - previous_spent, 0.0)
-            crossed = z >= NormalDist().inv_cdf(1.0 - level) if level > 0 else np.zeros_like(alive)
+    for k, n in enumerate(looks):
+        tail = np.cumsum(signed_rank_null(n)[::-1])[::-1]  # P(W+ >= w), exact
+        p = tail[statistic[:, k]]
+        allowed = obrien_fleming_spent(n / looks[-1], alpha) * paths
+        atoms = np.unique(tail)
+        hits = crossed + np.searchsorted(np.sort(p[alive]), atoms, side="right")
+        fits = np.flatnonzero(hits <= allowed + 1e-9)
+        if len(fits):
+            level = float(atoms[fits[-1]])
         else:
-            boundary = candidates[min(target, len(candidates)) - 1]
-            level = 1.0 - NormalDist().cdf(boundary)
-            crossed = z >= boundary
-        alive &= ~crossed
-        levels.append(float(level))
-        previous_n, previous_spent = n, spent
+            left = max(allowed - crossed, 0.0) / paths
+            level = float(min(left, np.nextafter(atoms[0], 0.0)))
+        stopped = alive & (p <= level)
+        crossed += int(stopped.sum())
+        alive &= ~stopped
+        levels.append(level)
     return tuple(levels)
 
 
@@ -630,19 +658,7 @@ def signed_rank_detectable(n: int, level: float, power: float = 0.8) -> float:
         ranks[rows, np.argsort(np.abs(d), axis=1)] = np.arange(1, n + 1)
         return float(((ranks * (d > 0)).sum(axis=1) >= critical).mean())
 
-    guess = z / math.sqrt(n * 3.0 / math.pi)
-    low, high = 0.0, guess
-    while found(high) < power:
-        low, high = high, high * 1.5
-        if high > 1e3:
-            return math.inf
-    for _ in range(12):
-        mid = (low + high) / 2
-        if found(mid) >= power:
-            high = mid
-        else:
-            low = mid
-    return high
+    return _bisect_power(found, z / math.sqrt(n * 3.0 / math.pi), power)
 
 
 def pairs_needed(sd: float, change: float, *, level: float, power: float = 0.8,
@@ -659,6 +675,90 @@ def pairs_needed(sd: float, change: float, *, level: float, power: float = 0.8,
     while low < high:
         mid = (low + high) // 2
         if signed_rank_detectable(mid, level, power) * sd <= change:
+            high = mid
+        else:
+            low = mid + 1
+    return low
+
+
+def median_unbiased_sd(sd: float, df: int) -> float:
+    """A sample standard deviation scaled so that, for normal values, half the sessions read it
+    above the true one and half below (sd * sqrt(df / median of chi-squared(df)), the median by
+    Wilson-Hilferty). Small samples read the spread low more often than high: unscaled, the
+    typical session would promise a smaller detectable change than its test has power for."""
+    if df < 1 or not math.isfinite(sd):
+        return math.inf if df < 1 else sd
+    chi_median = df * (1.0 - 2.0 / (9.0 * df)) ** 3
+    return sd * math.sqrt(df / chi_median)
+
+
+def _bisect_power(found, guess: float, power: float) -> float:
+    """Smallest shift with found(shift) >= power (found rises with the shift), to 2**-12 of it."""
+    low, high = 0.0, guess
+    while found(high) < power:
+        low, high = high, high * 1.5
+        if high > 1e3:
+            return math.inf
+    for _ in range(12):
+        mid = (low + high) / 2
+        if found(mid) >= power:
+            high = mid
+        else:
+            low = mid
+    return high
+
+
+@lru_cache(maxsize=4096)
+def rank_sum_detectable(n1: int, n2: int, level: float, power: float = 0.8) -> float:
+    """Smallest shift, in units of the per-round standard deviation (of log values), that the
+    one-sided exact Mann-Whitney test of n2 candidate rounds against n1 baseline rounds at `level`
+    detects with probability `power` (normal round noise): the unpaired counterpart of
+    signed_rank_detectable, from the test actually used (exact null, seeded simulation of the
+    alternative) up to EXACT_MAX_PER_SIDE rounds per side; above, the large-sample formula with
+    the test's efficiency 3/pi. Infinite when the rounds cannot reach `level` at all.
+    """
+    if n1 < 1 or n2 < 1 or level <= 0 or min_p_value(n1, n2) / 2.0 > level:
+        return math.inf
+    z = NormalDist().inv_cdf(1 - level) + NormalDist().inv_cdf(power)
+    effective = n1 * n2 / (n1 + n2) * 3.0 / math.pi
+    if n1 > EXACT_MAX_PER_SIDE or n2 > EXACT_MAX_PER_SIDE:
+        return z / math.sqrt(effective)
+    counts = _rank_sum_counts(tuple(range(2, 2 * (n1 + n2) + 1, 2)), n2)
+    tail = np.cumsum(counts[::-1])[::-1] / counts.sum()  # P(doubled rank sum >= s)
+    critical = int(np.argmax(tail <= level + 1e-12))
+    rng = np.random.default_rng([n1, n2, 13])
+    noise = rng.normal(0.0, 1.0, (POWER_SIMULATIONS, n1 + n2))
+    rows = np.arange(POWER_SIMULATIONS)[:, None]
+    ranks = np.empty((POWER_SIMULATIONS, n1 + n2))
+    shifted = np.zeros(n1 + n2)
+
+    def found(shift: float) -> float:
+        shifted[n1:] = shift
+        values = noise + shifted
+        ranks[rows, np.argsort(values, axis=1)] = np.arange(2, 2 * (n1 + n2) + 1, 2)
+        return float((ranks[:, n1:].sum(axis=1) >= critical).mean())
+
+    return _bisect_power(found, z / math.sqrt(effective), power)
+
+
+def rounds_per_side_needed(sd: float, change: float, *, level: float, power: float = 0.8,
+                           max_rounds: int = 1000) -> int | None:
+    """Rounds per side for the one-sided exact Mann-Whitney test at `level` to find a shift of
+    the log values by `change` with `power` when rounds vary with standard deviation `sd` (of
+    their logs); None beyond max_rounds or for change <= 0."""
+    if change <= 0 or not math.isfinite(sd):
+        return None
+    if sd == 0:
+        k = 1
+        while 1.0 / math.comb(2 * k, k) > level:
+            k += 1
+        return k
+    if rank_sum_detectable(max_rounds, max_rounds, level, power) * sd > change:
+        return None
+    low, high = 1, max_rounds
+    while low < high:
+        mid = (low + high) // 2
+        if rank_sum_detectable(mid, mid, level, power) * sd <= change:
             high = mid
         else:
             low = mid + 1

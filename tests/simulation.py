@@ -101,3 +101,13 @@ def artifact_comparison(seed: int, noise: Noise, truth: Truth, *, speed: float,
     here = rounds(seed + 10_000, rounds_per_side, noise, truth)["candidate"]
     return compare(make_results(slowed, label="baseline"), make_results(here),
                    design=Design(confirmed=False))
+
+
+def separate_runs(seed: int, noise: Noise, truth: Truth, *, rounds_per_side: int,
+                  policies=None) -> Comparison:
+    """`harness compare` of two separate runs measured on this agent (no pairs, confirmed)."""
+    baseline = rounds(seed, rounds_per_side, noise, Truth())["baseline"]
+    candidate = rounds(seed + 10_000, rounds_per_side, noise, truth)["candidate"]
+    return compare(make_results(baseline, label="baseline"),
+                   make_results(candidate),
+                   design=Design(), policies=policies)
