@@ -597,7 +597,7 @@ def sequential_levels(looks: tuple[int, ...], alpha: float, *, paths: int = 200_
     """
     if len(looks) <= 1:
         return (alpha,) * len(looks)
-    if any(b <= a for a, b in zip(looks, looks[1:])) or looks[0] < 1:
+    if any(b <= a for a, b in zip(looks, looks[1:], strict=False)) or looks[0] < 1:
         raise ValueError(f"looks must be increasing pair counts, got {looks}")
     statistic = _signed_rank_paths(looks, paths, seed)
     alive = np.ones(paths, dtype=bool)
