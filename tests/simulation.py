@@ -29,6 +29,7 @@ class Noise:
     drift: float = 0.0  # relative slow-down from the first to the last round of the session
     outliers: float = 0.0  # chance that a round runs 1.5x slower
     counter_jitter: float = 0.0  # relative standard deviation of the counter between rounds
+    metric_share: float = 1.0  # share of a round's variance latency and CPU have in common
 
 
 @dataclass(frozen=True)
@@ -41,15 +42,22 @@ class Truth:
 
 def _round(rng, index, side, shared, noise: Noise, truth: Truth, total: int):
     own = rng.normal(0.0, noise.cv * math.sqrt(1.0 - noise.pair_share))
-    factor = math.exp(shared + own) * (1.0 + noise.drift * index / max(1, total - 1))
+    factor = math.exp(shared[0] + own) * (1.0 + noise.drift * index / max(1, total - 1))
+    cpu_factor = factor
+    if noise.metric_share < 1.0:  # CPU's own share of the round's noise, drawn apart
+        mine = rng.normal(0.0, noise.cv * math.sqrt(1.0 - noise.pair_share))
+        mixed = (math.sqrt(noise.metric_share) * (shared[0] + own)
+                 + math.sqrt(1.0 - noise.metric_share) * (shared[1] + mine))
+        cpu_factor = math.exp(mixed) * (1.0 + noise.drift * index / max(1, total - 1))
     if noise.outliers and rng.random() < noise.outliers:
         factor *= 1.5
+        cpu_factor *= 1.5
     candidate = side == "candidate"
     timing = (1.0 + truth.timing) if candidate else 1.0
     counter = (1.0 + truth.counter) if candidate else 1.0
     return make_round(index, {
         "latency_mean": LATENCY * timing * factor * math.exp(rng.normal(0.0, 0.01)),
-        "cpu_per_request": CPU * timing * factor * math.exp(rng.normal(0.0, 0.01)),
+        "cpu_per_request": CPU * timing * cpu_factor * math.exp(rng.normal(0.0, 0.01)),
         "write_chars_per_request":
             WRITTEN * counter * (1.0 + rng.normal(0.0, noise.counter_jitter)),
         "errors": 0.0,
@@ -61,7 +69,9 @@ def rounds(seed: int, pairs: int, noise: Noise, truth: Truth):
     rng = np.random.default_rng(seed)
     sides: dict[str, list] = {"baseline": [], "candidate": []}
     for pair in range(pairs):
-        shared = rng.normal(0.0, noise.cv * math.sqrt(noise.pair_share))
+        shared = (rng.normal(0.0, noise.cv * math.sqrt(noise.pair_share)),
+                  rng.normal(0.0, noise.cv * math.sqrt(noise.pair_share))
+                  if noise.metric_share < 1.0 else 0.0)
         order = ("baseline", "candidate") if rng.random() < 0.5 else ("candidate", "baseline")
         for side in order:
             index = 2 * pair + (side != order[0])

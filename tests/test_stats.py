@@ -230,6 +230,51 @@ def test_sequential_levels_spend_alpha_mostly_at_the_end():
     assert stats.sequential_levels((8,), 0.01) == pytest.approx((0.01,), rel=0.05)
 
 
+def test_sequential_levels_keep_the_exact_test_within_alpha_on_fresh_sessions():
+    # sessions the levels were not calibrated on (another seed), judged by the exact one-sided
+    # signed-rank p-value at each look: the cumulative false alarms follow the spending function
+    looks = tuple(range(6, 16))
+    levels = stats.sequential_levels(looks, 0.01)
+    statistic = stats._signed_rank_paths(looks, 100_000, seed=1)
+    stopped = np.zeros(len(statistic), dtype=bool)
+    for k, n in enumerate(looks):
+        tail = np.cumsum(stats.signed_rank_null(n)[::-1])[::-1]
+        stopped |= tail[statistic[:, k]] <= levels[k]
+        assert stopped.mean() <= stats.obrien_fleming_spent(n / looks[-1], 0.01) + 0.0008
+    assert 0.008 <= stopped.mean() <= 0.0108  # spent, not wasted (discreteness allowing)
+    # a level is a p-value the exact test can produce, or below the smallest one
+    tail = np.cumsum(stats.signed_rank_null(12)[::-1])[::-1]
+    assert levels[6] in set(tail.tolist())
+    assert levels[0] < 0.5**6
+
+
+def test_signed_rank_paths_match_ranks_computed_afresh():
+    statistic = stats._signed_rank_paths((5, 9), 7, seed=4)
+    rng = np.random.default_rng(4)
+    sizes = rng.random((7, 9), dtype=np.float32)
+    positive = rng.random((7, 9)) < 0.5
+    for k, n in enumerate((5, 9)):
+        ranks = np.argsort(np.argsort(sizes[:, :n], axis=1), axis=1) + 1
+        assert (statistic[:, k] == (ranks * positive[:, :n]).sum(axis=1)).all()
+
+
+def test_the_unpaired_detectable_shift_is_that_of_the_exact_one_sided_test():
+    n, level = 8, 0.01
+    shift = stats.rank_sum_detectable(n, n, level)
+    rng = np.random.default_rng(98)
+    found = np.mean([stats.mann_whitney_one_sided(rng.normal(shift, 1.0, n).tolist(),
+                                                  rng.normal(0.0, 1.0, n).tolist()) <= level
+                     for _ in range(400)])
+    assert 0.74 <= found <= 0.86
+    assert math.isinf(stats.rank_sum_detectable(4, 4, 0.01))  # 1/70 > 0.01
+    k = stats.rounds_per_side_needed(0.1, 0.1, level=0.01)
+    assert k is not None and stats.rank_sum_detectable(k, k, 0.01) * 0.1 <= 0.1
+    assert stats.rank_sum_detectable(k - 1, k - 1, 0.01) * 0.1 > 0.1
+    assert stats.rounds_per_side_needed(0.1, 0.0, level=0.01) is None
+    # a sample spread is read median-unbiased: larger than the raw one, less so with more values
+    assert stats.median_unbiased_sd(1.0, 5) > stats.median_unbiased_sd(1.0, 20) > 1.0
+
+
 def test_the_detectable_shift_has_the_promised_power():
     n, level = 10, 0.01
     shift = stats.signed_rank_detectable(n, level)
