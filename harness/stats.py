@@ -590,7 +590,7 @@ def sequential_levels(looks: tuple[int, ...], alpha: float, *, paths: int = 200_
     the looks of a no-change session does not depend on the data (see _signed_rank_paths), so a
     seeded simulation of it gives each look the largest p-value the exact test can produce
     whose cumulative false-alarm rate stays within the O'Brien-Fleming-type spending up to that
-    look; what the discreteness of the exact test leaves unspent carries to the next look. When
+    look (by two standard errors of the simulation); what the discreteness of the exact test leaves unspent carries to the next look. When
     no p-value the look can produce fits, its level is below the smallest one (no rejection
     possible). A test at look k rejects when its p-value <= level k. For n > EXACT_MAX_PAIRS the
     sign-flip test's Monte Carlo p-value stands in for the exact one (within its own noise).
@@ -609,7 +609,8 @@ def sequential_levels(looks: tuple[int, ...], alpha: float, *, paths: int = 200_
         allowed = obrien_fleming_spent(n / looks[-1], alpha) * paths
         atoms = np.unique(tail)
         hits = crossed + np.searchsorted(np.sort(p[alive]), atoms, side="right")
-        fits = np.flatnonzero(hits <= allowed + 1e-9)
+        # within the spending even at the upper end of the simulation's own noise (2 SE)
+        fits = np.flatnonzero(hits + 2.0 * np.sqrt(hits * (1.0 - hits / paths)) <= allowed)
         if len(fits):
             level = float(atoms[fits[-1]])
         else:
