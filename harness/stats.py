@@ -590,9 +590,9 @@ def sequential_levels(looks: tuple[int, ...], alpha: float, *, paths: int = 200_
     the looks of a no-change session does not depend on the data (see _signed_rank_paths), so a
     seeded simulation of it gives each look the largest p-value the exact test can produce
     whose cumulative false-alarm rate stays within the O'Brien-Fleming-type spending up to that
-    look (by two standard errors of the simulation); what the discreteness of the exact test leaves unspent carries to the next look. When
-    no p-value the look can produce fits, its level is below the smallest one (no rejection
-    possible). A test at look k rejects when its p-value <= level k. For n > EXACT_MAX_PAIRS the
+    look (by two standard errors of the simulation); what the discreteness of the exact test
+    leaves unspent carries to the next look. When no p-value the look can produce fits, its
+    level is below the smallest one (no rejection possible). A test at look k rejects when its p-value <= level k. For n > EXACT_MAX_PAIRS the
     sign-flip test's Monte Carlo p-value stands in for the exact one (within its own noise).
     """
     if len(looks) <= 1:
