@@ -592,8 +592,9 @@ def sequential_levels(looks: tuple[int, ...], alpha: float, *, paths: int = 200_
     whose cumulative false-alarm rate stays within the O'Brien-Fleming-type spending up to that
     look (by two standard errors of the simulation); what the discreteness of the exact test
     leaves unspent carries to the next look. When no p-value the look can produce fits, its
-    level is below the smallest one (no rejection possible). A test at look k rejects when its p-value <= level k. For n > EXACT_MAX_PAIRS the
-    sign-flip test's Monte Carlo p-value stands in for the exact one (within its own noise).
+    level is below the smallest one (no rejection possible). A test at look k rejects when its
+    p-value <= level k. For n > EXACT_MAX_PAIRS the sign-flip test's Monte Carlo p-value stands
+    in for the exact one (within its own noise).
     """
     if len(looks) <= 1:
         return (alpha,) * len(looks)
