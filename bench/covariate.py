@@ -26,10 +26,11 @@ WHEN = {"before": ("before",), "after": ("after",), "both": ("before", "after")}
 def pairs(out_dir: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Per-pair log ratios of the metrics and of every calibration measure."""
     sides = [load_results(out_dir / side / "results.json") for side in ("baseline", "candidate")]
-    rounds = [sorted((r for r in s.rounds if r.instance == 1 and r.valid), key=lambda r: r.index)
+    # the k-th round of each side is pair k; a pair with an invalid round is left out
+    rounds = [sorted((r for r in s.rounds if r.instance == 1), key=lambda r: r.index)
               for s in sides]
-    n = min(len(rounds[0]), len(rounds[1]))
-    base, cand = rounds[0][:n], rounds[1][:n]
+    kept = [(b, c) for b, c in zip(rounds[0], rounds[1], strict=False) if b.valid and c.valid]
+    base, cand = [b for b, _ in kept], [c for _, c in kept]
     metrics = {m: np.log([c.summary[m] / b.summary[m] for b, c in zip(base, cand, strict=True)])
                for m in METRICS}
     covariates = {}

@@ -17,9 +17,9 @@ from typing import Any
 
 import psutil
 
-LOOP_ITERATIONS = 400_000  # about 40 ms of pure-Python work on our 2-core agents
+LOOP_ITERATIONS = 200_000  # about 20 ms of pure-Python work on our 2-core agents
 COPY_BYTES = 16 * 1024 * 1024  # larger than the last-level cache: bound by memory bandwidth
-COPIES = 3
+COPIES = 1
 TIMEOUT = 30.0  # seconds; a side process that takes longer is recorded as failed, not awaited
 
 # Runs with -I -S: no site packages, no user code, the same work for every round and side.
