@@ -1024,7 +1024,8 @@ def compare(
     warnings += [w for w in dict.fromkeys(baseline.warnings + candidate.warnings)
                  if w.startswith("load driver:")]
     pairs = _pairs(baseline, candidate)
-    covariates = None if pairs is None else {
+    calibrated = any(r.calibration for r in baseline.rounds + candidate.rounds)
+    covariates = None if pairs is None or not calibrated else {
         step: covariate.pair_covariates(baseline, candidate, step, pairs)
         for step in {s.step for s in series}}
     metrics = judge_all(series, series_policies(series, resolved), alpha=alpha, seed=seed,

@@ -3,13 +3,14 @@ simulations showing that it keeps the paired test's level and gains power when i
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 
 from harness import covariate
-from harness.compare import compare, comparison_to_json
+from harness.compare import Design, compare, comparison_to_json
 from harness.perf import Plan, settled
 from tests.synthetic import make_results, make_round
 
@@ -121,8 +122,14 @@ def test_the_verdict_says_when_the_adjustment_was_used_and_what_it_removed():
 def test_rounds_without_a_calibration_are_judged_as_before():
     plain = _session(5, first=10, planned=10, calibrated=False)
     latency = next(m for m in plain.metrics if m.key == "latency_mean")
+    assert latency.adjusted is None and "adjusted for machine speed" not in latency.evidence
+    assert plain.details["statistics"]["covariate"] == {}
+    # a session where one round lacks it: said, not adjusted
+    sides = _rounds(5, 10)
+    sides["candidate"][3] = dataclasses.replace(sides["candidate"][3], calibration=None)
+    partial = _judge(sides, 10, 5, Design(level=0.01))
+    latency = next(m for m in partial.metrics if m.key == "latency_mean")
     assert latency.adjusted["used"] is False and "no calibration" in latency.adjusted["reason"]
-    assert "adjusted for machine speed" not in latency.evidence
 
 
 @pytest.mark.parametrize("informative", [True, False])
