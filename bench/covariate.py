@@ -41,6 +41,9 @@ def pairs(out_dir: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
                            speed(c.calibration, piece, clock, when))
                           for b, c in zip(base, cand, strict=True)]
                 covariates[f"{piece}/{clock}/{name}"] = np.log([c / b for b, c in values])
+    for clock in ("wall", "cpu"):  # both pieces together: the geometric mean of their times
+        covariates[f"both/{clock}/both"] = (covariates[f"loop/{clock}/both"]
+                                            + covariates[f"copy/{clock}/both"]) / 2
     return metrics, covariates
 
 

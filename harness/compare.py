@@ -506,7 +506,7 @@ def _adjusted(family: list[Series], worse: Any, covariates: Covariates | None,
     for s, d in zip(family, worse, strict=True):
         clock = covariate.clock_for(s.metric)
         row, note = covariate.adjust(s.key, d, covariates.get(s.step, {}).get(clock),
-                                     covariate=f"{covariate.PIECE}/{clock}")
+                                     covariate=covariate.name(clock))
         rows.append(row)
         notes.append(note)
     return np.stack(rows), notes

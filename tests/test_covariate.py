@@ -36,7 +36,7 @@ def test_an_informative_calibration_is_used_and_removes_variance():
     rng = np.random.default_rng(2)
     c = rng.normal(0, 0.05, 12)
     d = 0.05 + c + rng.normal(0, 0.01, 12)
-    adjusted, note = covariate.adjust("latency_mean", d, c, covariate="loop/wall")
+    adjusted, note = covariate.adjust("latency_mean", d, c, covariate="loop+copy/wall")
     assert note.used and note.pairs == 12 and note.theta == pytest.approx(1.0, abs=0.3)
     assert note.variance_removed > 0.8
     assert np.var(adjusted, ddof=1) < 0.2 * np.var(d, ddof=1)
@@ -48,14 +48,14 @@ def test_too_few_pairs_or_too_little_explained_leaves_the_ratios_alone():
     rng = np.random.default_rng(3)
     c = rng.normal(0, 0.05, covariate.MIN_PAIRS - 1)
     d = c + rng.normal(0, 0.01, len(c))
-    same, note = covariate.adjust("cpu_per_request", d, c, covariate="loop/cpu")
+    same, note = covariate.adjust("cpu_per_request", d, c, covariate="loop+copy/cpu")
     assert same is d and not note.used and f"fewer than the {covariate.MIN_PAIRS}" in note.reason
     c = rng.normal(0, 0.05, 12)
     d = rng.normal(0, 0.05, 12)
     d -= c * np.dot(d, c) / np.dot(c, c)  # orthogonal to c: explains nothing
-    same, note = covariate.adjust("cpu_per_request", d, c, covariate="loop/cpu")
+    same, note = covariate.adjust("cpu_per_request", d, c, covariate="loop+copy/cpu")
     assert same is d and not note.used and "less than the 25% required" in note.reason
-    same, note = covariate.adjust("cpu_per_request", d, None, covariate="loop/cpu")
+    same, note = covariate.adjust("cpu_per_request", d, None, covariate="loop+copy/cpu")
     assert same is d and not note.used and note.theta is None
 
 
@@ -63,7 +63,7 @@ def test_too_few_pairs_or_too_little_explained_leaves_the_ratios_alone():
 
 
 def _calibration(slowness: float) -> dict:
-    run = {"loop": {"wall": LOOP * slowness, "cpu": LOOP * slowness}}
+    run = {piece: {"wall": LOOP * slowness, "cpu": LOOP * slowness} for piece in ("loop", "copy")}
     return {"before": run, "after": run, "seconds": 0.1}
 
 
@@ -110,11 +110,11 @@ def _session(seed: int, *, first: int = 6, planned: int = 12, policies=None, **k
 def test_the_verdict_says_when_the_adjustment_was_used_and_what_it_removed():
     comparison = _session(5, first=10, planned=10, change=0.0)
     latency = next(m for m in comparison.metrics if m.key == "latency_mean")
-    assert latency.adjusted["used"] and latency.adjusted["covariate"] == "loop/wall"
+    assert latency.adjusted["used"] and latency.adjusted["covariate"] == "loop+copy/wall"
     assert "adjusted for machine speed" in latency.evidence
     assert "of the per-pair variance" in latency.evidence
     cpu = next(m for m in comparison.metrics if m.key == "cpu_per_request")
-    assert cpu.adjusted["covariate"] == "loop/cpu"
+    assert cpu.adjusted["covariate"] == "loop+copy/cpu"
     saved = comparison_to_json(comparison)["details"]["statistics"]["covariate"]
     assert saved["latency_mean"]["variance_removed"] > 0.3
 
