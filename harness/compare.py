@@ -27,7 +27,8 @@ from harness.results import Results, Round
 #   1 (harness 0.1.0): first version.
 #   2 (harness 0.2.0): paired, one-sided, sequential timing (per metric `paired`,
 #     `rounds_needed_for_change`; details.statistics says the look, its level and the failures
-#     per side); counters with intervals and floors; overload as a regression.
+#     per side); counters with intervals and floors; overload as a regression. Optional
+#     later: per metric `adjusted` and details.statistics.covariate (the machine-speed covariate).
 VERDICT_FORMAT_VERSION = 2
 
 ALPHA = 0.01  # the chance of any false alarm among the gated metrics, over all looks
