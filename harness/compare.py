@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from harness import probes, stats
+from harness import covariate, probes, stats
 from harness.environment import fingerprint_mismatches
 from harness.errors import ConfigError, ExitCode
 from harness.files import atomic_write_json
@@ -27,7 +27,8 @@ from harness.results import Results, Round
 #   1 (harness 0.1.0): first version.
 #   2 (harness 0.2.0): paired, one-sided, sequential timing (per metric `paired`,
 #     `rounds_needed_for_change`; details.statistics says the look, its level and the failures
-#     per side); counters with intervals and floors; overload as a regression.
+#     per side); counters with intervals and floors; overload as a regression. Optional
+#     later: per metric `adjusted` and details.statistics.covariate (the machine-speed covariate).
 VERDICT_FORMAT_VERSION = 2
 
 ALPHA = 0.01  # the chance of any false alarm among the gated metrics, over all looks
@@ -87,6 +88,7 @@ class MetricComparison:
     control: float | None = None  # A/A control: baseline's odd vs even rounds, relative change
     rounds_needed_for_change: int | None = None  # pairs that would settle the change observed
     paired: bool = False  # judged on per-pair ratios of an interleaved session
+    adjusted: dict[str, Any] | None = None  # the machine-speed covariate (harness.covariate)
 
 
 @dataclass(frozen=True)
@@ -492,13 +494,35 @@ def _rel(x: float) -> float:
     return math.expm1(x) if math.isfinite(x) else x
 
 
+Covariates = dict[float | None, dict[str, np.ndarray]]  # per step, per clock: per-pair log ratios
+
+
+def _adjusted(family: list[Series], worse: Any, covariates: Covariates | None,
+              ) -> tuple[Any, list[covariate.Adjustment | None]]:
+    """Each metric's oriented log ratios after the machine-speed covariate, where it helps."""
+    if not covariates:
+        return worse, [None] * len(family)
+    rows: list[Any] = []
+    notes: list[covariate.Adjustment | None] = []
+    for s, d in zip(family, worse, strict=True):
+        clock = covariate.clock_for(s.metric)
+        row, note = covariate.adjust(s.key, d, covariates.get(s.step, {}).get(clock),
+                                     covariate=covariate.name(clock))
+        rows.append(row)
+        notes.append(note)
+    return np.stack(rows), notes
+
+
 def _judge_paired_family(family: list[Series], policies: dict[str, Policy], design: Design, *,
-                         alpha: float, seed: int) -> list[MetricComparison]:
-    """Gated timing of an interleaved session: one max-T sign-flip test over the family."""
+                         alpha: float, seed: int,
+                         covariates: Covariates | None = None) -> list[MetricComparison]:
+    """Gated timing of an interleaved session: one max-T sign-flip test over the family, on log
+    ratios adjusted for the machine's speed where the calibration helps (harness.covariate)."""
     if not family:
         return []
     signs = np.array([1.0 if METRICS[s.metric].better == "lower" else -1.0 for s in family])
     worse = np.stack([_log_ratios(s) for s in family]) * signs[:, None]
+    worse, notes = _adjusted(family, worse, covariates)
     up = stats.sign_flip_test(worse, level=design.level, seed=seed)
     down = stats.sign_flip_test(-worse, level=design.level, seed=seed)
     out = []
@@ -521,6 +545,10 @@ def _judge_paired_family(family: list[Series], policies: dict[str, Policy], desi
         look = (f"look {design.look} of {design.planned} planned, " if design.planned else "")
         evidence = (f"timing, {n} interleaved pairs, {look}one-sided sign-flip signed-rank test, "
                     f"max-T over {len(family)} gated timing metric(s), level {design.level:.2g}")
+        note = notes[j]
+        if note is not None and note.used:
+            evidence += (f"; adjusted for machine speed (the calibration removed "
+                         f"{max(0.0, note.variance_removed or 0.0):.0%} of the per-pair variance)")
         interval = (f"{_fmt(worse_est * (1 if signs[j] > 0 else -1))} "
                     f"(one-sided bounds {_fmt(worse_low)} to {_fmt(worse_high)} worse, "
                     f"p = {up.p_family[j]:.2g})")
@@ -558,7 +586,8 @@ def _judge_paired_family(family: list[Series], policies: dict[str, Policy], desi
             rounds_needed=needed, noise=stats.coefficient_of_variation(s.baseline),
             verdict=verdict, evidence=evidence, reason=reason,
             control=stats.split_half_change(s.baseline),
-            rounds_needed_for_change=needed_observed, paired=True))
+            rounds_needed_for_change=needed_observed, paired=True,
+            adjusted=None if note is None else note.to_json()))
     return out
 
 
@@ -697,7 +726,7 @@ def _exposure(results: Results) -> float:
 def judge_all(
     series: list[Series], policies: dict[str, Policy], *, alpha: float, seed: int,
     design: Design | None = None, pairs: int | None = None,
-    exposure: tuple[float, float] = (1.0, 1.0),
+    exposure: tuple[float, float] = (1.0, 1.0), covariates: Covariates | None = None,
 ) -> list[MetricComparison]:
     """Verdicts for every series: counters and instructions alone; gated timing in one family
     (paired max-T when every gated series has all pairs, else unpaired with Holm); metrics that
@@ -720,7 +749,8 @@ def judge_all(
             ungated_timing.append(s)
     paired = [s for s in gated_timing if _paired(s, pairs)]
     unpaired = [s for s in gated_timing if not _paired(s, pairs)]
-    for m in (_judge_paired_family(paired, policies, design, alpha=alpha, seed=seed)
+    for m in (_judge_paired_family(paired, policies, design, alpha=alpha, seed=seed,
+                                   covariates=covariates)
               + _judge_unpaired_family(unpaired, policies, design, alpha=alpha)
               + _describe_ungated(ungated_timing, policies, pairs)):
         judged[m.key] = m
@@ -1008,8 +1038,13 @@ def compare(
     # what a load driver says about its own measurement (e.g. JMeter's closed loop) is shown
     warnings += [w for w in dict.fromkeys(baseline.warnings + candidate.warnings)
                  if w.startswith("load driver:")]
+    pairs = _pairs(baseline, candidate)
+    calibrated = any(r.calibration for r in baseline.rounds + candidate.rounds)
+    covariates = None if pairs is None or not calibrated else {
+        step: covariate.pair_covariates(baseline, candidate, step, pairs)
+        for step in {s.step for s in series}}
     metrics = judge_all(series, series_policies(series, resolved), alpha=alpha, seed=seed,
-                        design=design, pairs=_pairs(baseline, candidate),
+                        design=design, pairs=pairs, covariates=covariates,
                         exposure=(_exposure(baseline), _exposure(candidate)))
     facts = _Facts(invalid=invalid, overload=overload,
                    missing=_missing_gated(warnings, resolved),
@@ -1028,6 +1063,7 @@ def compare(
         "correction": "max-T sign-flip (paired) / Holm (unpaired); Benjamini-Hochberg for "
                       "metrics that do not gate", "gate_fraction": GATE_FRACTION,
         "failures": {"baseline": asdict(base_fail), "candidate": asdict(cand_fail)},
+        "covariate": {m.key: m.adjusted for m in metrics if m.adjusted is not None},
     }
     return Comparison(
         baseline=baseline, candidate=candidate, metrics=tuple(metrics), overall=overall,

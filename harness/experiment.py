@@ -162,6 +162,7 @@ class Rounds:
     count: int = 1  # rounds per side for `harness run`
     perf_min: int = 6  # rounds per side before `harness perf` judges (see docs/statistics.md)
     perf_budget: float = 300.0  # wall seconds of a whole `harness perf` session (statistics.md)
+    calibration: bool = False  # time a machine-speed workload around each round (statistics.md)
 
 
 @dataclass(frozen=True)
@@ -560,6 +561,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         Key("count", "integer", _integer(1)),
         Key("perf_min", "integer", _integer(1)),
         Key("perf_budget", "duration", _duration),
+        Key("calibration", "boolean", _boolean),
     ),
     "instructions": _keys(
         Key("enabled", "boolean", _boolean),

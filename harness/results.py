@@ -131,6 +131,9 @@ class Round:
     stop: dict[str, Any] | None = None
     endpoints: dict[str, dict[str, float | None]] = field(default_factory=dict)
     errors: dict[str, int] | None = None
+    # optional: the machine-speed calibration timed around the measured window
+    # (harness.calibration: {"before", "after", "steal", "frequency_mhz", "unavailable", ...})
+    calibration: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = self._core_json()
@@ -138,6 +141,8 @@ class Round:
             out["stop"] = dict(self.stop)
         if self.errors is not None:
             out["errors"] = dict(self.errors)
+        if self.calibration is not None:
+            out["calibration"] = dict(self.calibration)
         if self.endpoints:  # absent means not measured per endpoint
             out["endpoints"] = {name: dict(sorted(values.items()))
                                 for name, values in sorted(self.endpoints.items())}
@@ -180,6 +185,8 @@ class Round:
             stop=dict(data["stop"]) if isinstance(data.get("stop"), dict) else None,
             errors=dict(data["errors"]) if isinstance(data.get("errors"), dict) else None,
             endpoints={str(k): dict(v) for k, v in (data.get("endpoints") or {}).items()},
+            calibration=(dict(data["calibration"]) if isinstance(data.get("calibration"), dict)
+                         else None),
         )
 
 

@@ -38,6 +38,7 @@ from typing import Any
 
 from harness import driver as driver_mod
 from harness import probes as probes_mod
+from harness.calibration import Calibrator
 from harness.environment import collect_environment
 from harness.errors import ConfigError, SubjectError
 from harness.experiment import Experiment, ScenarioLine, Workload
@@ -117,7 +118,7 @@ def _load(workload: Workload) -> dict[str, Any]:
 
 
 def _plain_window(experiment: Experiment, group: SubjectGroup, rate: float,
-                  progress: Progress | None) -> _Window:
+                  progress: Progress | None, calibrator: Calibrator | None = None) -> _Window:
     workload = experiment.workload
     if workload is None:
         raise ConfigError(
@@ -137,12 +138,16 @@ def _plain_window(experiment: Experiment, group: SubjectGroup, rate: float,
     warm = None
     if workload.warmup > 0:
         warm = run_load(workload, port=port, rate=rate, duration=workload.warmup)
+    if calibrator is not None:  # the subject idles: the side process does not load it
+        calibrator.before()
     group.warnings.extend(probes_mod.mark_measuring(i.probe_dir for i in group.instances))
     origin = time.monotonic() + SAMPLE_LEAD
     with _Samplers(experiment, group, origin) as samplers:
         load = run_load(workload, port=port, rate=rate, **_load(workload),
                         expected_latency=_expected_latency(warm), on_progress=on_progress,
                         start_at=origin)
+    if calibrator is not None:
+        calibrator.after()
     return _Window(duration=time.monotonic() - origin, load=load,
                    load_instance=workload.instance, series=samplers.series(), warnings=warnings)
 
@@ -445,13 +450,18 @@ def run_round(
     started_at = utc_now()
     group = SubjectGroup(experiment.subject, probes=experiment.probes, work_dir=round_dir,
                          project_root=project_root, python=python, variables=experiment.variables)
+    calibrator = Calibrator() if experiment.rounds.calibration else None
     with group:
         with group.watch():
             if experiment.scenario:
+                if calibrator is not None:
+                    calibrator.before()
                 window = _Timeline(experiment, group, rate, progress).run()
+                if calibrator is not None:
+                    calibrator.after()
             else:
                 assert rate is not None or workload is None
-                window = _plain_window(experiment, group, rate or 0.0, progress)
+                window = _plain_window(experiment, group, rate or 0.0, progress, calibrator)
         deaths = group.deaths()
     reason = "; ".join(deaths) if deaths else _validity(experiment, window)
     for death in deaths:  # at once, not only in results.json: a dead peer reads as an improvement
@@ -477,6 +487,7 @@ def run_round(
             errors=_error_kinds(log, window.load.retries if loaded and window.load else 0)
             or None,
             endpoints=endpoint_metrics(log, summary.get("cpu_seconds"), probes),
+            calibration=calibrator.record() if calibrator is not None else None,
         ))
         shutil.rmtree(instance.state_dir, ignore_errors=True)  # can be large; logs stay
     return rounds

@@ -198,3 +198,17 @@ def test_every_shipped_experiment_runs(path, tmp_path):
                              project_root=ROOT, python=PYTHON)
     assert results.valid, [r.invalid_reason for r in results.rounds]
     assert not [w for r in results.rounds for w in r.warnings if "failed" in w]
+
+
+def test_rounds_carry_the_calibration_when_the_experiment_asks(tmp_path):
+    from harness.experiment import Rounds
+
+    experiment = dataclasses.replace(tiny_experiment(workload=tiny_workload(requests=20)),
+                                     rounds=Rounds(count=1, calibration=True))
+    (calibrated,) = _run(experiment, tmp_path / "on").rounds
+    for when in ("before", "after"):
+        assert calibrated.calibration[when]["loop"]["wall"] > 0
+    saved = load_results(tmp_path / "on" / "results.json").rounds[0]
+    assert saved.calibration == calibrated.calibration
+    (plain,) = _run(tiny_experiment(workload=tiny_workload(requests=20)), tmp_path / "off").rounds
+    assert plain.calibration is None
