@@ -270,7 +270,7 @@ def run_session(
         left = (plan.planned - done) * pace
         log(f"look {design.look} of {design.planned} ({done} pairs): {comparison.overall}; "
             f"adding a pair, about {left:.0f} s left at most")
-        session.run_pair(planned=f"look {design.look + 1} of {design.planned} after it")
+        session.run_pair(planned=f"look {(design.look or 0) + 1} of {design.planned} after it")
         pace = max(pace, session.pair_seconds[-1])
 
 
