@@ -8,13 +8,16 @@ in random order, so neither side always goes first) spreads that noise over both
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from harness import stats
 from harness.compare import ALPHA, Comparison, Design, compare
@@ -35,6 +38,7 @@ DEFAULT_EXPERIMENT = Path("experiments") / "api-quick.toml"
 TIMING = "timing"
 INSTRUCTION_RUNS = 2  # per side: the instruction counts' own spread is measured
 MAX_PAIRS = 40  # the most pairs a plan looks at, however long the budget
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -77,31 +81,41 @@ class Session:
         """The instruction tier: once per side, then a second time per side so the counts' own
         spread is measured (only the N-request runs again: the 0-request count is shared,
         harness.instructions.InstructionTier), unless that second run would take more than half
-        of the time left for the rounds (under heavy load a cachegrind run takes minutes)."""
+        of the time left for the rounds (under heavy load a cachegrind run takes minutes).
+
+        Both sides run side by side: counts do not depend on timing (two runs of identical code
+        differed by 0.03% when run so, docs/performance.md), and on 2 cores with a neighbour
+        busy on one the two valgrind processes get more of the machine together than one alone.
+        No timing round runs meanwhile."""
         runs: dict[str, list] = {label: [] for label in self.labels}
         tiers = {label: InstructionTier(side.experiment,
                                         work_dir=self.work_dir / f"instructions-{label}",
                                         project_root=side.checkout.root,
                                         python=side.checkout.python)
                  for label, side in self.sides.items() if side.experiment.instructions.enabled}
-        for run in range(INSTRUCTION_RUNS):
-            for label, tier in tiers.items():
-                self.log(f"instruction counts under valgrind: {label}, run {run + 1} of "
-                         f"{INSTRUCTION_RUNS}")
-                runs[label].append(tier.run())
-            again = sum(tier.last_busy_seconds for tier in tiers.values())
+        for run in range(INSTRUCTION_RUNS if tiers else 0):
+            self.log(f"instruction counts under valgrind: {' and '.join(tiers)} side by side, "
+                     f"run {run + 1} of {INSTRUCTION_RUNS}")
+            for label, result in side_by_side({label: tier.run
+                                               for label, tier in tiers.items()}).items():
+                runs[label].append(result)
+            again = max(tier.last_busy_seconds for tier in tiers.values())
             if run + 1 < INSTRUCTION_RUNS and again > time_left() / 2:
                 self.log(f"another instruction run would take about {again:.0f} s; one run per "
                          f"side this time, to leave the budget to the rounds")
                 break
         for label in self.labels:
             self.instructions[label] = merge_instruction_runs(runs[label])
-            side = self.sides[label]
-            if self.instructions[label] is not None:  # which Python functions ran, once per side
-                self.log(f"Python function profile: {label}")
-                self.instructions[label]["python"] = run_function_profile(  # type: ignore[index]
-                    side.experiment, work_dir=self.work_dir / f"functions-{label}",
-                    project_root=side.checkout.root, python=side.checkout.python)
+        profiled = [label for label in self.labels if self.instructions[label] is not None]
+        if profiled:  # which Python functions ran, once per side
+            self.log(f"Python function profile: {' and '.join(profiled)} side by side")
+        profiles = side_by_side({label: functools.partial(
+            run_function_profile, self.sides[label].experiment,
+            work_dir=self.work_dir / f"functions-{label}",
+            project_root=self.sides[label].checkout.root,
+            python=self.sides[label].checkout.python) for label in profiled})
+        for label, profile in profiles.items():
+            self.instructions[label]["python"] = profile  # type: ignore[index]
 
     def run_pair(self, planned: str = "") -> None:
         """One pair of rounds in random order; `planned` says how many pairs the plan allows
@@ -144,6 +158,17 @@ class Session:
                    "code": side.checkout.describe()}
         return dataclasses.replace(results, session=session,
                                    instructions=self.instructions[label])
+
+
+def side_by_side(jobs: dict[str, Callable[[], T]]) -> dict[str, T]:
+    """Every job at once, one thread each (each runs and waits for its own subject process);
+    results by key, the first failure raised. On an interrupt the running jobs finish their
+    current subject run and stop it themselves before the interrupt goes on."""
+    if len(jobs) <= 1:
+        return {key: job() for key, job in jobs.items()}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        futures = {key: pool.submit(job) for key, job in jobs.items()}
+        return {key: future.result() for key, future in futures.items()}
 
 
 def merge_instruction_runs(runs: Sequence[dict | None]) -> dict | None:

@@ -241,6 +241,17 @@ class FakeTier:
                 "endpoints": {"channels": {"per_request": 100.0 + len(FakeTier.calls)}}}
 
 
+def test_side_by_side_returns_every_result_by_key_and_raises_the_first_failure():
+    assert perf.side_by_side({"a": lambda: 1, "b": lambda: 2}) == {"a": 1, "b": 2}
+    assert perf.side_by_side({"only": lambda: 3}) == {"only": 3}
+
+    def fails():
+        raise RuntimeError("the subject died under valgrind")
+
+    with pytest.raises(RuntimeError, match="died"):
+        perf.side_by_side({"a": lambda: 1, "b": fails})
+
+
 def _fake_sides(tmp_path):
     from types import SimpleNamespace
 
@@ -257,16 +268,16 @@ def test_the_second_instruction_run_is_skipped_when_it_would_eat_the_rounds_budg
     FakeTier.calls = []
     roomy = perf.Session(sides, work_dir=tmp_path, seed=1, log=lambda line: None)
     roomy.count_instructions(time_left=lambda: 1e6)
-    # one tier per side: its second run only repeats the N-request runs
-    assert FakeTier.calls == [("instructions-baseline", "first"),
-                              ("instructions-candidate", "first"),
-                              ("instructions-baseline", "again"),
-                              ("instructions-candidate", "again")]
-    assert roomy.instructions["baseline"]["endpoints"]["channels"]["per_request_runs"] == [101.0,
-                                                                                          103.0]
+    # one tier per side, both sides side by side: its second run only repeats the N-request runs
+    assert sorted(FakeTier.calls[:2]) == [("instructions-baseline", "first"),
+                                          ("instructions-candidate", "first")]
+    assert sorted(FakeTier.calls[2:]) == [("instructions-baseline", "again"),
+                                          ("instructions-candidate", "again")]
+    counts = roomy.instructions["baseline"]["endpoints"]["channels"]["per_request_runs"]
+    assert len(counts) == 2 and counts[0] in (101.0, 102.0) and counts[1] in (103.0, 104.0)
     FakeTier.calls = []
     tight = perf.Session(sides, work_dir=tmp_path, seed=1, log=lambda line: None)
-    tight.count_instructions(time_left=lambda: 100.0)  # another run: 2 x 30 s > half of 100 s
+    tight.count_instructions(time_left=lambda: 50.0)  # another run: 30 s > half of 50 s
     assert len(FakeTier.calls) == 2 and tight.instructions["candidate"]["runs"] == 1
 
 
