@@ -323,3 +323,30 @@ def test_checks_before_the_first_look_cannot_decide_timing():
     assert design.level <= min(perf.Plan(8, planned).design(8).level for planned in (8, 12, 40))
 
 
+
+
+def test_the_session_stops_at_the_pair_after_which_an_exact_gate_failed(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    looks = []
+
+    def run_pair(self, planned=""):
+        self.pair_seconds.append(10.0)
+
+    def judged(baseline, candidate, design):
+        pairs = len(looks) + 1
+        looks.append(design)
+        exact = "regression" if pairs >= 3 else "unchanged"
+        return SimpleNamespace(overall="regression" if pairs >= 3 else "inconclusive",
+                               metrics=(_metric("counter", exact),
+                                        _metric("timing", "inconclusive")))
+
+    monkeypatch.setattr(perf.Session, "count_instructions", lambda self, time_left: None)
+    monkeypatch.setattr(perf.Session, "run_pair", run_pair)
+    monkeypatch.setattr(perf.Session, "results", lambda self, label, extra: extra)
+    monkeypatch.setattr(perf, "compare", judged)
+    *_, stop = perf.run_session(_fake_sides(tmp_path), pairs=8, budget=300.0, seed=1,
+                                work_dir=tmp_path, started=0.0, log=lambda line: None)
+    assert len(looks) == 3 and all(design.look is None for design in looks)
+    assert stop.startswith("the exact evidence decided a regression after 3 pair(s), before the "
+                           "first look at 8")
