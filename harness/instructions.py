@@ -45,6 +45,7 @@ import http.client
 import re
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -104,6 +105,7 @@ class InstructionTier:
         self.variables = dict(variables or {})
         self.runs = 0
         self.last_busy_seconds = 0.0  # the N-request runs of the last run: what another costs
+        self.stop = threading.Event()  # set from another thread: start no further subject
         self._runner: _Runner | None = None
         self._idle: dict[str, valgrind.Profile] = {}
 
@@ -131,10 +133,10 @@ class InstructionTier:
         busy_seconds = 0.0
         for endpoint in self.endpoints:
             if endpoint.name not in self._idle:
-                self._idle[endpoint.name] = runner.measure(endpoint, 0)
+                self._idle[endpoint.name] = self._measure(runner, endpoint, 0)
             idle = self._idle[endpoint.name]
             busy_started = time.monotonic()
-            busy = runner.measure(endpoint, tier.requests)
+            busy = self._measure(runner, endpoint, tier.requests)
             busy_seconds += time.monotonic() - busy_started
             result["endpoints"][endpoint.name] = {
                 "per_request": (busy.total - idle.total) / tier.requests,
@@ -143,6 +145,11 @@ class InstructionTier:
         self.last_busy_seconds = busy_seconds
         result["wall_time"] = round(time.monotonic() - started, 3)
         return result
+
+    def _measure(self, runner: _Runner, endpoint: Endpoint, requests: int) -> valgrind.Profile:
+        if self.stop.is_set():
+            raise SubjectError("the instruction tier was stopped: the session was interrupted")
+        return runner.measure(endpoint, requests)
 
 
 def function_changes(baseline: dict[str, Any], candidate: dict[str, Any],

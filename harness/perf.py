@@ -14,7 +14,7 @@ import dataclasses
 import functools
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -84,7 +84,7 @@ class Session:
         of the time left for the rounds (under heavy load a cachegrind run takes minutes).
 
         Both sides run side by side: counts do not depend on timing (two runs of identical code
-        differed by 0.03% when run so, docs/performance.md), and on 2 cores with a neighbour
+        differed by 0.01-0.06% when run so, docs/performance.md), and on 2 cores with a neighbour
         busy on one the two valgrind processes get more of the machine together than one alone.
         No timing round runs meanwhile."""
         runs: dict[str, list] = {label: [] for label in self.labels}
@@ -96,8 +96,9 @@ class Session:
         for run in range(INSTRUCTION_RUNS if tiers else 0):
             self.log(f"instruction counts under valgrind: {' and '.join(tiers)} side by side, "
                      f"run {run + 1} of {INSTRUCTION_RUNS}")
-            for label, result in side_by_side({label: tier.run
-                                               for label, tier in tiers.items()}).items():
+            jobs = {label: tier.run for label, tier in tiers.items()}
+            for label, result in side_by_side(jobs, on_interrupt=functools.partial(
+                    _stop_all, tiers.values())).items():
                 runs[label].append(result)
             again = max(tier.last_busy_seconds for tier in tiers.values())
             if run + 1 < INSTRUCTION_RUNS and again > time_left() / 2:
@@ -160,15 +161,26 @@ class Session:
                                    instructions=self.instructions[label])
 
 
-def side_by_side(jobs: dict[str, Callable[[], T]]) -> dict[str, T]:
+def side_by_side(jobs: dict[str, Callable[[], T]], *,
+                 on_interrupt: Callable[[], None] = lambda: None) -> dict[str, T]:
     """Every job at once, one thread each (each runs and waits for its own subject process);
-    results by key, the first failure raised. On an interrupt the running jobs finish their
-    current subject run and stop it themselves before the interrupt goes on."""
+    results by key, the first failure raised. On an interrupt (SIGTERM, Ctrl-C) `on_interrupt`
+    asks the jobs to stop, and each stops its current subject itself before the interrupt goes
+    on, so no subject outlives the session."""
     if len(jobs) <= 1:
         return {key: job() for key, job in jobs.items()}
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         futures = {key: pool.submit(job) for key, job in jobs.items()}
-        return {key: future.result() for key, future in futures.items()}
+        try:
+            return {key: future.result() for key, future in futures.items()}
+        except BaseException:
+            on_interrupt()
+            raise
+
+
+def _stop_all(tiers: Iterable[InstructionTier]) -> None:
+    for tier in tiers:
+        tier.stop.set()
 
 
 def merge_instruction_runs(runs: Sequence[dict | None]) -> dict | None:

@@ -132,3 +132,15 @@ def test_a_second_run_shares_the_idle_count_and_measures_the_requests_again(
     runs = sorted(p.name for p in (tmp_path / "instructions").glob("run-*"))
     assert runs == ["run-001", "run-002", "run-003"]  # 3 valgrind starts for 2 runs, not 4
     assert tier.last_busy_seconds > 0
+
+
+def test_a_stopped_tier_starts_no_subject(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from harness.errors import SubjectError
+
+    monkeypatch.setattr(valgrind, "unavailable_reason", lambda platform=None: None)
+    tier = instructions.InstructionTier(make_experiment(), work_dir=tmp_path, project_root=ROOT,
+                                        python=sys.executable)
+    tier.stop.set()  # harness perf: the other side failed or the session was interrupted
+    with pytest.raises(SubjectError, match="interrupted"):
+        tier.run()
+    assert not list((tmp_path / "instructions").glob("run-*"))
