@@ -148,7 +148,8 @@ class InstructionTier:
 
     def _measure(self, runner: _Runner, endpoint: Endpoint, requests: int) -> valgrind.Profile:
         if self.stop.is_set():
-            raise SubjectError("the instruction tier was stopped: the session was interrupted")
+            raise SubjectError("the instruction tier was stopped because the other side's tier "
+                               "failed or the session was interrupted; the first error says why")
         return runner.measure(endpoint, requests)
 
 

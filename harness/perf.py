@@ -164,14 +164,19 @@ class Session:
 def side_by_side(jobs: dict[str, Callable[[], T]], *,
                  on_interrupt: Callable[[], None] = lambda: None) -> dict[str, T]:
     """Every job at once, one thread each (each runs and waits for its own subject process);
-    results by key, the first failure raised. On an interrupt (SIGTERM, Ctrl-C) `on_interrupt`
-    asks the jobs to stop, and each stops its current subject itself before the interrupt goes
-    on, so no subject outlives the session."""
+    results by key. On the first failure, or an interrupt (SIGTERM, Ctrl-C), `on_interrupt` asks
+    the other jobs to stop, each stops its current subject itself, and then the failure or the
+    interrupt goes on, so no subject outlives the session."""
     if len(jobs) <= 1:
         return {key: job() for key, job in jobs.items()}
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         futures = {key: pool.submit(job) for key, job in jobs.items()}
         try:
+            concurrent.futures.wait(futures.values(),
+                                    return_when=concurrent.futures.FIRST_EXCEPTION)
+            for future in futures.values():  # the first failure, without waiting for the rest
+                if future.done() and future.exception() is not None:
+                    future.result()
             return {key: future.result() for key, future in futures.items()}
         except BaseException:
             on_interrupt()

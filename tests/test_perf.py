@@ -248,10 +248,13 @@ def test_side_by_side_returns_every_result_by_key_and_raises_the_first_failure()
     def fails():
         raise RuntimeError("the subject died under valgrind")
 
-    asked = []
-    with pytest.raises(RuntimeError, match="died"):
-        perf.side_by_side({"a": lambda: 1, "b": fails}, on_interrupt=lambda: asked.append(1))
-    assert asked == [1]  # the other jobs are asked to start no further subject
+    import threading
+
+    asked = threading.Event()
+    with pytest.raises(RuntimeError, match="died"):  # raised while "a" still runs: not after it
+        perf.side_by_side({"a": lambda: asked.wait(timeout=60), "b": fails},
+                          on_interrupt=asked.set)
+    assert asked.is_set()  # the other jobs are asked to start no further subject
 
 
 def _fake_sides(tmp_path):
