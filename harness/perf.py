@@ -8,20 +8,24 @@ in random order, so neither side always goes first) spreads that noise over both
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from harness import stats
 from harness.compare import ALPHA, Comparison, Design, compare
 from harness.errors import ConfigError
 from harness.experiment import Experiment, load_experiment
-from harness.instructions import run_instruction_tier
+from harness.instructions import InstructionTier
 from harness.process import sigterm_as_interrupt
+from harness.progress import estimate_left, time_left_text
 from harness.pyfunctions import run_function_profile
 from harness.report import write_reports
 from harness.results import Results, Round, load_results, save_results
@@ -34,6 +38,7 @@ DEFAULT_EXPERIMENT = Path("experiments") / "api-quick.toml"
 TIMING = "timing"
 INSTRUCTION_RUNS = 2  # per side: the instruction counts' own spread is measured
 MAX_PAIRS = 40  # the most pairs a plan looks at, however long the budget
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -68,49 +73,81 @@ class Session:
         self.rounds: dict[str, list[Round]] = {label: [] for label in self.labels}
         self.order: list[str] = []
         self.pair_seconds: list[float] = []
+        self.round_seconds: list[float] = []
+        self.planned_pairs = 0  # set by run_session: the first pairs, then the plan's
         self.instructions: dict[str, dict | None] = {label: None for label in self.labels}
 
     def count_instructions(self, *, time_left: Callable[[], float] = lambda: float("inf")) -> None:
         """The instruction tier: once per side, then a second time per side so the counts' own
-        spread is measured, unless that would leave less than half of the time left for the
-        rounds (under heavy load a cachegrind run takes minutes instead of about 24 s)."""
+        spread is measured (only the N-request runs again: the 0-request count is shared,
+        harness.instructions.InstructionTier), unless that second run would take more than half
+        of the time left for the rounds (under heavy load a cachegrind run takes minutes).
+
+        Both sides run side by side: counts do not depend on timing (two runs of identical code
+        differed by 0.01-0.06% when run so, docs/performance.md), and on 2 cores with a neighbour
+        busy on one the two valgrind processes get more of the machine together than one alone.
+        No timing round runs meanwhile."""
         runs: dict[str, list] = {label: [] for label in self.labels}
-        for run in range(INSTRUCTION_RUNS):
-            started = time.monotonic()
-            for label, side in self.sides.items():
-                if not side.experiment.instructions.enabled:
-                    continue
-                self.log(f"instruction counts under valgrind: {label} (run {run + 1})")
-                runs[label].append(run_instruction_tier(
-                    side.experiment, work_dir=self.work_dir / f"instructions-{label}-{run}",
-                    project_root=side.checkout.root, python=side.checkout.python))
-            took = time.monotonic() - started
-            if run + 1 < INSTRUCTION_RUNS and took > time_left() / 2:
-                self.log(f"instruction tier took {took:.0f} s; one run per side this time, "
-                         f"to leave the budget to the rounds")
+        tiers = {label: InstructionTier(side.experiment,
+                                        work_dir=self.work_dir / f"instructions-{label}",
+                                        project_root=side.checkout.root,
+                                        python=side.checkout.python)
+                 for label, side in self.sides.items() if side.experiment.instructions.enabled}
+        for run in range(INSTRUCTION_RUNS if tiers else 0):
+            self.log(f"instruction counts under valgrind: {' and '.join(tiers)} side by side, "
+                     f"run {run + 1} of {INSTRUCTION_RUNS}")
+            jobs = {label: tier.run for label, tier in tiers.items()}
+            for label, result in side_by_side(jobs, on_interrupt=functools.partial(
+                    _stop_all, tiers.values())).items():
+                runs[label].append(result)
+            again = max(tier.last_busy_seconds for tier in tiers.values())
+            if run + 1 < INSTRUCTION_RUNS and again > time_left() / 2:
+                self.log(f"another instruction run would take about {again:.0f} s; one run per "
+                         f"side this time, to leave the budget to the rounds")
                 break
         for label in self.labels:
             self.instructions[label] = merge_instruction_runs(runs[label])
-            side = self.sides[label]
-            if self.instructions[label] is not None:  # which Python functions ran, once per side
-                self.instructions[label]["python"] = run_function_profile(  # type: ignore[index]
-                    side.experiment, work_dir=self.work_dir / f"functions-{label}",
-                    project_root=side.checkout.root, python=side.checkout.python)
+        profiled = [label for label in self.labels if self.instructions[label] is not None]
+        if profiled:  # which Python functions ran, once per side
+            self.log(f"Python function profile: {' and '.join(profiled)} side by side")
+        profiles = side_by_side({label: functools.partial(
+            run_function_profile, self.sides[label].experiment,
+            work_dir=self.work_dir / f"functions-{label}",
+            project_root=self.sides[label].checkout.root,
+            python=self.sides[label].checkout.python) for label in profiled})
+        for label, profile in profiles.items():
+            self.instructions[label]["python"] = profile  # type: ignore[index]
 
-    def run_pair(self) -> None:
+    def run_pair(self, planned: str = "") -> None:
+        """One pair of rounds in random order; `planned` says how many pairs the plan allows
+        (for the progress lines, with an estimate of the time left)."""
         started = time.monotonic()
+        pair = len(self.pair_seconds) + 1
         for label in pair_order(self.rng, self.labels):
             side = self.sides[label]
             for step in rate_steps(side.experiment):
                 index = len(self.order)
                 self.order.append(label)
-                self.log(f"round {index + 1}: {label}" + (f" at {step:g}/s" if step else ""))
+                self.log(self.progress_line(index + 1, pair, planned, label, step))
+                round_started = time.monotonic()
                 self.rounds[label].extend(run_round(
                     side.experiment, index=index, side=label, step=step,
                     work_dir=self.work_dir / f"round-{index:03d}-{label}",
                     project_root=side.checkout.root, python=side.checkout.python,
                 ))
+                self.round_seconds.append(time.monotonic() - round_started)
         self.pair_seconds.append(time.monotonic() - started)
+
+    def progress_line(self, number: int, pair: int, planned: str, label: str,
+                      step: float | None) -> str:
+        """'round 5 of 16: baseline (pair 3 of 8, first look after 8); about 2 min 10 s left'."""
+        per_pair = sum(len(rate_steps(side.experiment)) for side in self.sides.values())
+        total = max(self.planned_pairs, pair) * per_pair
+        left = estimate_left(number - 1, total, self.round_seconds)
+        where = f"pair {pair} of {max(self.planned_pairs, pair)}" + (f", {planned}" if planned
+                                                                     else "")
+        return (f"round {number} of {total}: {label}" + (f" at {step:g}/s" if step else "")
+                + f" ({where}); {time_left_text(left)}")
 
     def results(self, label: str, extra: dict) -> Results:
         side = self.sides[label]
@@ -122,6 +159,33 @@ class Session:
                    "code": side.checkout.describe()}
         return dataclasses.replace(results, session=session,
                                    instructions=self.instructions[label])
+
+
+def side_by_side(jobs: dict[str, Callable[[], T]], *,
+                 on_interrupt: Callable[[], None] = lambda: None) -> dict[str, T]:
+    """Every job at once, one thread each (each runs and waits for its own subject process);
+    results by key. On the first failure, or an interrupt (SIGTERM, Ctrl-C), `on_interrupt` asks
+    the other jobs to stop, each stops its current subject itself, and then the failure or the
+    interrupt goes on, so no subject outlives the session."""
+    if len(jobs) <= 1:
+        return {key: job() for key, job in jobs.items()}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        futures = {key: pool.submit(job) for key, job in jobs.items()}
+        try:
+            concurrent.futures.wait(futures.values(),
+                                    return_when=concurrent.futures.FIRST_EXCEPTION)
+            for future in futures.values():  # the first failure, without waiting for the rest
+                if future.done() and future.exception() is not None:
+                    future.result()
+            return {key: future.result() for key, future in futures.items()}
+        except BaseException:
+            on_interrupt()
+            raise
+
+
+def _stop_all(tiers: Iterable[InstructionTier]) -> None:
+    for tier in tiers:
+        tier.stop.set()
 
 
 def merge_instruction_runs(runs: Sequence[dict | None]) -> dict | None:
@@ -181,40 +245,74 @@ def settled(comparison: Comparison) -> bool:
     return comparison.overall != "inconclusive" and not open_timing
 
 
+def decided_exactly(comparison: Comparison) -> bool:
+    """The exact evidence alone already fails the build: a gated counter or instruction count is
+    a regression with its margin. More timing pairs cannot change that verdict, so a session
+    stops here even before its first planned look (timing is then not tested: see
+    `early_design`)."""
+    return comparison.overall == "regression" and any(
+        m.gate and m.kind != TIMING and m.verdict == "regression" for m in comparison.metrics)
+
+
+def early_design(first: int, alpha: float = ALPHA) -> Design:
+    """How timing is judged at a check before the first planned look, which is only there to
+    stop on exact evidence (`decided_exactly`): at the first look's level of the longest plan,
+    the smallest any plan spends there, so that timing cannot decide on fewer pairs than the
+    plan's first look and such checks spend none of the plan's alpha. (Whether the session stops
+    at such a check depends on the exact gates only, never on the timing data.)"""
+    level = Plan(first=first, planned=max(first, MAX_PAIRS), alpha=alpha).design(first).level
+    return Design(level=level)
+
+
 def run_session(
     sides: tuple[Side, Side], *, pairs: int, budget: float, seed: int, work_dir: Path,
     started: float, log: Callable[[str], None],
 ) -> tuple[Results, Results, Comparison, str]:
     """`pairs` interleaved pairs, then one look per further pair up to the plan that the budget
-    (the whole session's wall time, counted from `started`) allows; alpha spent across looks."""
+    (the whole session's wall time, counted from `started`) allows; alpha spent across looks.
+    After each of the first pairs the session stops if the exact evidence already decided a
+    regression (`decided_exactly`)."""
     session = Session(sides, work_dir=work_dir, seed=seed, log=log)
     session.count_instructions(time_left=lambda: budget - (time.monotonic() - started))
-    for _ in range(pairs):
-        session.run_pair()
-    pace = max(session.pair_seconds)
-    plan = plan_pairs(pairs, pair_seconds=pace, remaining=budget - (time.monotonic() - started))
-    while True:
+    session.planned_pairs = pairs
+
+    def judged(design: Design, plan: Plan | None) -> tuple[Results, Results, Comparison, dict]:
         elapsed = time.monotonic() - started
         done = len(session.pair_seconds)
-        design = plan.design(done)
         extra = {"budget": budget, "pairs": done, "elapsed": round(elapsed, 1),
-                 "planned_pairs": plan.planned, "look": design.look,
+                 "planned_pairs": plan.planned if plan else pairs, "look": design.look,
                  "planned_looks": design.planned, "look_level": design.level}
         baseline = session.results(session.labels[0], extra)
         candidate = session.results(session.labels[1], extra)
-        comparison = compare(baseline, candidate, design=design)
+        return baseline, candidate, compare(baseline, candidate, design=design), extra
+
+    for done in range(1, pairs + 1):
+        session.run_pair(planned=f"first look after {pairs}")
+        if done < pairs:
+            baseline, candidate, comparison, _ = judged(early_design(pairs), None)
+            if decided_exactly(comparison):
+                return baseline, candidate, comparison, (
+                    f"the exact evidence decided a regression after {done} pair(s), before "
+                    f"the first look at {pairs}: more timing pairs cannot change the verdict")
+    pace = max(session.pair_seconds)
+    plan = plan_pairs(pairs, pair_seconds=pace, remaining=budget - (time.monotonic() - started))
+    session.planned_pairs = plan.planned
+    while True:
+        done = len(session.pair_seconds)
+        design = plan.design(done)
+        baseline, candidate, comparison, extra = judged(design, plan)
         if settled(comparison):
             return baseline, candidate, comparison, (
                 f"settled at look {design.look} of {design.planned} ({done} pairs)")
         if done >= plan.planned:
             over = (f", over the {budget:.0f} s budget: the first {pairs} pairs always run"
-                    if elapsed > budget else f" in the {budget:.0f} s budget")
+                    if extra["elapsed"] > budget else f" in the {budget:.0f} s budget")
             return baseline, candidate, comparison, (
                 f"all {design.planned} planned look(s) done ({done} pairs){over}")
         left = (plan.planned - done) * pace
         log(f"look {design.look} of {design.planned} ({done} pairs): {comparison.overall}; "
             f"adding a pair, about {left:.0f} s left at most")
-        session.run_pair()
+        session.run_pair(planned=f"look {(design.look or 0) + 1} of {design.planned} after it")
         pace = max(pace, session.pair_seconds[-1])
 
 

@@ -92,3 +92,22 @@ def _rich_progress(stream: IO[str]) -> Any:
                        TimeElapsedColumn(), console=Console(file=stream), transient=False)
     bar.start()
     return bar
+
+
+def estimate_left(done: int, total: int, seconds: list[float] | tuple[float, ...]) -> float | None:
+    """Seconds the `total - done` items still to come take at the mean pace of the items timed
+    so far (`seconds`), or None before any item was timed."""
+    if not seconds:
+        return None
+    return max(0, total - done) * sum(seconds) / len(seconds)
+
+
+def time_left_text(seconds: float | None) -> str:
+    """'about 2 min 10 s left' for a progress line (10 s steps above a minute), or what is not
+    known yet."""
+    if seconds is None:
+        return "time left known after the first round"
+    if seconds < 60:
+        return f"about {max(0, round(seconds))} s left"
+    minutes, rest = divmod(int(round(seconds / 10.0)) * 10, 60)
+    return f"about {minutes} min {rest} s left" if rest else f"about {minutes} min left"

@@ -114,3 +114,33 @@ def test_readiness_from_a_log_line_needs_no_request(tmp_path: Path) -> None:
     work = result["endpoints"]["work"]
     assert work["non_2xx"] == 0 and work["per_request"] > 0
     assert result["functions"]["work"][0]["ir_n"] > result["functions"]["work"][0]["ir_0"]
+
+
+@needs_valgrind
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_a_second_run_shares_the_idle_count_and_measures_the_requests_again(
+        tmp_path: Path) -> None:
+    tier = instructions.InstructionTier(make_experiment(requests=5), work_dir=tmp_path,
+                                        project_root=ROOT, python=sys.executable)
+    first, second = tier.run(), tier.run()
+    assert (first["idle"], second["idle"]) == ("measured", "shared")
+    one, two = first["endpoints"]["work"], second["endpoints"]["work"]
+    assert one["total_0"] == two["total_0"] and two["total_n"] > two["total_0"]
+    assert abs(two["per_request"] / one["per_request"] - 1) < 0.001
+    runs = sorted(p.name for p in (tmp_path / "instructions").glob("run-*"))
+    assert runs == ["run-001", "run-002", "run-003"]  # 3 valgrind starts for 2 runs, not 4
+    assert tier.last_busy_seconds > 0
+
+
+def test_a_stopped_tier_starts_no_subject(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from harness.errors import SubjectError
+
+    monkeypatch.setattr(valgrind, "unavailable_reason", lambda platform=None: None)
+    tier = instructions.InstructionTier(make_experiment(), work_dir=tmp_path, project_root=ROOT,
+                                        python=sys.executable)
+    tier.stop.set()  # harness perf: the other side failed or the session was interrupted
+    with pytest.raises(SubjectError, match="other side"):
+        tier.run()
+    assert not list((tmp_path / "instructions").glob("run-*"))

@@ -225,27 +225,133 @@ def test_merged_instruction_runs_keep_a_number_and_list_every_run():
     assert perf.merge_instruction_runs([None]) is None
 
 
-def test_the_second_instruction_run_is_skipped_when_it_would_eat_the_rounds_budget(monkeypatch,
-                                                                                   tmp_path):
+class FakeTier:
+    """InstructionTier's interface: per run one count per endpoint; the first run also
+    measures the 0-request count, later ones share it."""
+
+    calls: list[tuple[str, str]] = []
+
+    def __init__(self, experiment, *, work_dir, project_root, python):
+        self.name, self.runs, self.last_busy_seconds = work_dir.name, 0, 30.0
+
+    def run(self):
+        self.runs += 1
+        FakeTier.calls.append((self.name, "first" if self.runs == 1 else "again"))
+        return {"idle": "measured" if self.runs == 1 else "shared",
+                "endpoints": {"channels": {"per_request": 100.0 + len(FakeTier.calls)}}}
+
+
+def test_side_by_side_returns_every_result_by_key_and_raises_the_first_failure():
+    assert perf.side_by_side({"a": lambda: 1, "b": lambda: 2}) == {"a": 1, "b": 2}
+    assert perf.side_by_side({"only": lambda: 3}) == {"only": 3}
+
+    def fails():
+        raise RuntimeError("the subject died under valgrind")
+
+    import threading
+
+    asked = threading.Event()
+    with pytest.raises(RuntimeError, match="died"):  # raised while "a" still runs: not after it
+        perf.side_by_side({"a": lambda: asked.wait(timeout=60), "b": fails},
+                          on_interrupt=asked.set)
+    assert asked.is_set()  # the other jobs are asked to start no further subject
+
+
+def _fake_sides(tmp_path):
     from types import SimpleNamespace
 
-    calls = []
+    experiment = SimpleNamespace(instructions=SimpleNamespace(enabled=True), workload=None)
+    return tuple(perf.Side(label, experiment, SimpleNamespace(root=tmp_path, python="python"))
+                 for label in ("baseline", "candidate"))
 
-    def tier(experiment, **kwargs):
-        calls.append(kwargs["work_dir"].name)
-        return {"endpoints": {"channels": {"per_request": 100.0 + len(calls)}}}
 
-    monkeypatch.setattr(perf, "run_instruction_tier", tier)
+def test_the_second_instruction_run_is_skipped_when_it_would_eat_the_rounds_budget(monkeypatch,
+                                                                                   tmp_path):
+    monkeypatch.setattr(perf, "InstructionTier", FakeTier)
     monkeypatch.setattr(perf, "run_function_profile", lambda experiment, **kwargs: None)
-    experiment = SimpleNamespace(instructions=SimpleNamespace(enabled=True))
-    sides = tuple(perf.Side(label, experiment, SimpleNamespace(root=tmp_path, python="python"))
-                  for label in ("baseline", "candidate"))
+    sides = _fake_sides(tmp_path)
+    FakeTier.calls = []
     roomy = perf.Session(sides, work_dir=tmp_path, seed=1, log=lambda line: None)
     roomy.count_instructions(time_left=lambda: 1e6)
-    assert len(calls) == 4
-    assert roomy.instructions["baseline"]["endpoints"]["channels"]["per_request_runs"] == [101.0,
-                                                                                          103.0]
-    calls.clear()
+    # one tier per side, both sides side by side: its second run only repeats the N-request runs
+    assert sorted(FakeTier.calls[:2]) == [("instructions-baseline", "first"),
+                                          ("instructions-candidate", "first")]
+    assert sorted(FakeTier.calls[2:]) == [("instructions-baseline", "again"),
+                                          ("instructions-candidate", "again")]
+    counts = roomy.instructions["baseline"]["endpoints"]["channels"]["per_request_runs"]
+    assert len(counts) == 2 and counts[0] in (101.0, 102.0) and counts[1] in (103.0, 104.0)
+    FakeTier.calls = []
     tight = perf.Session(sides, work_dir=tmp_path, seed=1, log=lambda line: None)
-    tight.count_instructions(time_left=lambda: 0.0)
-    assert len(calls) == 2 and tight.instructions["candidate"]["runs"] == 1
+    tight.count_instructions(time_left=lambda: 50.0)  # another run: 30 s > half of 50 s
+    assert len(FakeTier.calls) == 2 and tight.instructions["candidate"]["runs"] == 1
+
+
+def test_progress_lines_say_the_round_of_the_planned_ones_and_the_time_left(tmp_path):
+    session = perf.Session(_fake_sides(tmp_path), work_dir=tmp_path, seed=1, log=print)
+    session.planned_pairs = 8
+    first = session.progress_line(1, 1, "first look after 8", "baseline", None)
+    assert first == ("round 1 of 16: baseline (pair 1 of 8, first look after 8); "
+                     "time left known after the first round")
+    session.round_seconds = [12.0, 12.0, 11.0, 13.0]
+    assert session.progress_line(5, 3, "", "candidate", None) == (
+        "round 5 of 16: candidate (pair 3 of 8); about 2 min 20 s left")  # 12 rounds x 12 s
+
+
+def _metric(kind, verdict, gate=True):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(kind=kind, verdict=verdict, gate=gate)
+
+
+def test_an_exact_regression_ends_the_session_before_the_first_look_and_timing_does_not():
+    from types import SimpleNamespace
+
+    def comparison(overall, *metrics):
+        return SimpleNamespace(overall=overall, metrics=metrics)
+
+    assert perf.decided_exactly(comparison("regression", _metric("counter", "regression"),
+                                           _metric("timing", "inconclusive")))
+    assert perf.decided_exactly(comparison("regression", _metric("instructions", "regression")))
+    # timing alone, an ungated counter, or an invalid session: keep going to the planned looks
+    assert not perf.decided_exactly(comparison("regression", _metric("timing", "regression"),
+                                               _metric("counter", "unchanged")))
+    assert not perf.decided_exactly(comparison("inconclusive",
+                                               _metric("counter", "regression", gate=False)))
+    assert not perf.decided_exactly(comparison("invalid", _metric("counter", "regression")))
+
+
+def test_checks_before_the_first_look_cannot_decide_timing():
+    """Timing at an early check is tested at a level no exact test on fewer pairs reaches:
+    those checks spend none of the plan's alpha (sign-flip p >= 2**-pairs)."""
+    design = perf.early_design(8)
+    assert design.look is None and design.level < 2.0 ** -16
+    assert design.level <= min(perf.Plan(8, planned).design(8).level for planned in (8, 12, 40))
+
+
+
+
+def test_the_session_stops_at_the_pair_after_which_an_exact_gate_failed(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    looks = []
+
+    def run_pair(self, planned=""):
+        self.pair_seconds.append(10.0)
+
+    def judged(baseline, candidate, design):
+        pairs = len(looks) + 1
+        looks.append(design)
+        exact = "regression" if pairs >= 3 else "unchanged"
+        return SimpleNamespace(overall="regression" if pairs >= 3 else "inconclusive",
+                               metrics=(_metric("counter", exact),
+                                        _metric("timing", "inconclusive")))
+
+    monkeypatch.setattr(perf.Session, "count_instructions", lambda self, time_left: None)
+    monkeypatch.setattr(perf.Session, "run_pair", run_pair)
+    monkeypatch.setattr(perf.Session, "results", lambda self, label, extra: extra)
+    monkeypatch.setattr(perf, "compare", judged)
+    *_, stop = perf.run_session(_fake_sides(tmp_path), pairs=8, budget=300.0, seed=1,
+                                work_dir=tmp_path, started=0.0, log=lambda line: None)
+    assert len(looks) == 3 and all(design.look is None for design in looks)
+    assert stop.startswith("the exact evidence decided a regression after 3 pair(s), before the "
+                           "first look at 8")

@@ -36,3 +36,15 @@ def test_disabled_progress_prints_nothing():
     progress.requests(1, 1)
     progress.message("hello")
     assert stream.getvalue() == ""
+
+
+def test_the_time_left_follows_the_mean_pace_of_the_rounds_so_far():
+    from harness.progress import estimate_left, time_left_text
+
+    assert estimate_left(0, 16, []) is None
+    assert estimate_left(4, 16, [10.0, 12.0, 11.0, 11.0]) == 12 * 11.0
+    assert estimate_left(20, 16, [10.0]) == 0.0
+    assert time_left_text(None) == "time left known after the first round"
+    assert time_left_text(42.4) == "about 42 s left"
+    assert time_left_text(132.0) == "about 2 min 10 s left"
+    assert time_left_text(179.0) == "about 3 min left"
