@@ -948,8 +948,9 @@ def _simple(problems: _Problems, raw: Any, table: str, cls: type) -> Any:
 
 def _metrics(problems: _Problems, raw: Any, workload: Workload | None) -> dict[str, MetricPolicy]:
     """[metrics.NAME] tables; NAME may be "metric@endpoint" to judge one endpoint's value."""
-    from harness.metrics import ENDPOINT_METRICS, METRICS
+    from harness.metrics import ENDPOINT_METRICS, METRICS, PROFILE_ENDPOINT_METRICS
 
+    per_endpoint = tuple(dict.fromkeys(ENDPOINT_METRICS + PROFILE_ENDPOINT_METRICS))
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -959,15 +960,15 @@ def _metrics(problems: _Problems, raw: Any, workload: Workload | None) -> dict[s
     endpoints = [e.name for e in workload.endpoints] if workload else []
     for name, policy in raw.items():
         metric, at, endpoint = name.partition("@")
-        if at and metric in ENDPOINT_METRICS and endpoint not in endpoints:
+        if at and metric in per_endpoint and endpoint not in endpoints:
             hint = did_you_mean(endpoint, endpoints)
             problems.add(("metrics", name), f'unknown endpoint "{endpoint}" ({hint}the '
                                             f'[[workload.endpoints]] names are '
                                             f'{", ".join(endpoints) or "none"})')
             continue
-        if at and metric not in ENDPOINT_METRICS:
+        if at and metric not in per_endpoint:
             problems.add(("metrics", name), f'"{metric}" is not measured per endpoint (those '
-                                            f'are {", ".join(ENDPOINT_METRICS)})')
+                                            f'are {", ".join(per_endpoint)})')
             continue
         if metric not in METRICS:
             hint = did_you_mean(name, METRICS)

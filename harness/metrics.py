@@ -201,6 +201,17 @@ ENDPOINT_METRICS = (
 )
 
 
+# Counted per endpoint by the instruction tier's Python profile run, with the experiment's
+# counting probes (sqlite, blocking, files) in the same process (harness.pyfunctions): exact
+# counts per request of each endpoint's own fixed request sequence.
+PROFILE_ENDPOINT_METRICS = (
+    "queries_per_request", "query_rows_per_request", "loop_queries_per_request",
+    "loop_blocking_calls_per_request", "loop_file_bytes_per_request",
+    "db_write_bytes_per_request", "log_write_bytes_per_request", "state_write_bytes_per_request",
+    "other_write_bytes_per_request", "file_read_bytes_per_request",
+)
+
+
 def _endpoint_queries(probes: dict[str, Any], name: str) -> float | None:
     """Statements the query probe counted for one endpoint, when its data names endpoints.
 

@@ -67,6 +67,7 @@ from __future__ import annotations
 from harness.probes.breakdown import breakdown_details
 from harness.probes.inject import (
     collect_probe_data,
+    flush_probes,
     injection_warning,
     is_python_command,
     mark_measuring,
@@ -74,6 +75,7 @@ from harness.probes.inject import (
 )
 from harness.probes.summary import probe_metrics
 
-__all__ = ["breakdown_details", "collect_probe_data", "injection_warning", "is_python_command",
+__all__ = ["breakdown_details", "collect_probe_data", "flush_probes", "injection_warning",
+           "is_python_command",
            "mark_measuring",
            "probe_environment", "probe_metrics"]
