@@ -14,6 +14,8 @@ import pytest
 from harness.compare import compare
 from harness.experiment import load_experiment, validate_experiment
 from harness.pyfunctions import run_function_profile
+from harness.report import render_html
+from harness.view import endpoint_tables, findings
 from tests.synthetic import counter_summary, make_results, make_round
 from tests.test_report_endpoints import MIXED_TOML
 
@@ -47,6 +49,13 @@ def test_profile_counts_are_judged_per_endpoint_and_gated_when_asked():
     gated = compare(base, cand, policies={"loop_queries_per_request@search": {"gate": True}})
     assert _by_key(gated)["loop_queries_per_request[search]"].gate
     assert gated.overall == "regression"
+    # the report: the endpoint's row in the per-endpoint table, and the finding that decided it
+    tables = endpoint_tables(gated)
+    rows = {(group, row.label) for table in tables for group, items in table.groups
+            for row in items}
+    assert ("search", "queries on the loop / request") in rows
+    assert findings(gated)[0].text.startswith("search: queries on the loop / request 0 → 2")
+    assert "queries on the loop / request" in render_html(gated)
 
 
 def test_one_endpoint_or_one_side_of_profile_counts_adds_no_series():
