@@ -144,7 +144,6 @@ class Probes:
     skip_modules: tuple[str, ...] = ()  # module prefixes never named as a caller (own DB layer)
     blocking: bool = False  # count blocking calls on the event-loop thread
     files: bool = False  # attribute Python-level file reads/writes to files by kind
-    functions: bool = False  # count calls per Python function (slow: a profile hook)
 
 
 @dataclass(frozen=True)
@@ -554,7 +553,6 @@ SCHEMA: dict[str, dict[str, Key]] = {
         Key("skip_modules", "array of strings", _names),
         Key("blocking", "boolean", _boolean),
         Key("files", "boolean", _boolean),
-        Key("functions", "boolean", _boolean),
     ),
     "rounds": _keys(
         Key("count", "integer", _integer(1)),
@@ -608,6 +606,15 @@ class _Problems:
         return [text for _, text in sorted(self.found, key=lambda item: item[0])]
 
 
+# keys that were once accepted, with what replaced them
+RETIRED = {
+    ("probes", "functions"): 'the "functions" probe is gone: which Python functions changed is '
+                             "counted by the Python function profile that runs beside the "
+                             "instruction tier (remove this key and set [instructions] enabled "
+                             '= true; docs/metrics.md, "Which Python functions changed")',
+}
+
+
 def _read(problems: _Problems, path: KeyPath, data: Any, table: str) -> dict[str, Any] | None:
     """Convert the declared keys of one table; unknown keys and bad values become problems."""
     schema = SCHEMA[table]
@@ -617,7 +624,9 @@ def _read(problems: _Problems, path: KeyPath, data: Any, table: str) -> dict[str
     out: dict[str, Any] = {}
     for name, value in data.items():
         key = schema.get(name)
-        if key is None:
+        if key is None and (table, name) in RETIRED:
+            problems.add((*path, name), RETIRED[(table, name)])
+        elif key is None:
             where = f"in [{_dotted(path)}]" if path else "at the top level"
             problems.add(
                 (*path, name),

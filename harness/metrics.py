@@ -95,8 +95,6 @@ METRICS: dict[str, Metric] = {
            0.5),
         _m("file_read_bytes_per_request", "file reads / request", "B", "counter", "lower",
            False, 0.05, "bytes read through Python file objects per request (file probe)", 0.5),
-        _m("python_calls_per_request", "Python calls / request", "count", "counter", "lower",
-           False, 0.01, "calls of Python functions per request (function probe)", 0.01),
         _m("instructions_per_request", "instructions / request", "instr", "counter", "lower",
            True, 0.01, "instructions per request under valgrind (instruction tier)", 100.0),
         # timing: noisy, judged on round values

@@ -97,9 +97,8 @@ class _ProfileRunner(_Runner):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.slowdown = self.slowdown_factor
-        # the counting probes of the experiment, in the same process (never the lag probe: a
-        # time; never the function probe: this profile counts calls already)
-        self.counting = replace(self.experiment.probes, loop_lag=False, functions=False)
+        # the counting probes of the experiment, in the same process (never the lag probe: a time)
+        self.counting = replace(self.experiment.probes, loop_lag=False)
         self.probe_counts: dict[str, dict[str, float]] = {}
         self.probe_warnings: list[str] = []
 

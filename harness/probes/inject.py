@@ -13,14 +13,14 @@ from typing import Any
 from harness.experiment import Probes
 from harness.files import atomic_write_json
 from harness.probes import agent
-from harness.probes.breakdown import merge_blocking, merge_files, merge_functions, merge_sqlite
+from harness.probes.breakdown import merge_blocking, merge_files, merge_sqlite
 from harness.probes.writer import FLUSH, MARK
 
 BOOT_DIR = Path(__file__).resolve().parent / "boot"
 EXPECTED = "expected.json"  # written by probe_environment: which probes the subject should run
 # what a probed start writes: one file per process and probe, and the warm-up's end
 WRITTEN = ("hook-*.json", "sqlite-*.json", "loop_lag-*.json", "warnings-*.json", "blocking-*.json",
-           "files-*.json", "functions-*.json", "measuring-*.json", MARK, "flushed-*.json", FLUSH)
+           "files-*.json", "measuring-*.json", MARK, "flushed-*.json", FLUSH)
 MARK_TIMEOUT = 3.0  # seconds to wait for every probed process to start measuring afresh
 
 
@@ -80,8 +80,7 @@ def is_python_command(command: tuple[str, ...] | list[str], python: str,
 def enabled(probes: Probes) -> list[str]:
     """Names of the in-process probes an experiment enables (resources are sampled from outside)."""
     wanted = (("sqlite", probes.sqlite), ("loop_lag", probes.loop_lag),
-              ("blocking", probes.blocking), ("files", probes.files),
-              ("functions", probes.functions))
+              ("blocking", probes.blocking), ("files", probes.files))
     return [name for name, on in wanted if on]
 
 
@@ -266,8 +265,7 @@ def collect_probe_data(data_dir: Path) -> dict[str, Any]:
     sqlite = merge_sqlite(_read(p, warnings) for p in sorted(data_dir.glob("sqlite-*.json")))
     if sqlite is not None:
         out["sqlite"] = sqlite
-    for name, merge in (("blocking", merge_blocking), ("files", merge_files),
-                        ("functions", merge_functions)):
+    for name, merge in (("blocking", merge_blocking), ("files", merge_files)):
         merged = merge(_read(p, warnings) for p in sorted(data_dir.glob(f"{name}-*.json")))
         if merged is not None:
             out[name] = merged
