@@ -117,9 +117,16 @@ class _ProfileRunner(_Runner):
         return probe_dir
 
     def _probe_counts(self, probe_dir: Path, requests: int) -> dict[str, float]:
-        """One endpoint's counts per request: written on request after its sequence."""
-        self.probe_warnings += probes_mod.flush_probes(probe_dir)
+        """One endpoint's counts per request: written on request after its sequence (none when a
+        process did not write them: a missing count is never taken for zero)."""
+        unanswered = probes_mod.flush_probes(probe_dir)
+        if unanswered:
+            self.probe_warnings += unanswered
+            return {}
         data = probes_mod.collect_probe_data(probe_dir)
+        # a probe that failed to install or write says so; "no data" is expected where an
+        # endpoint runs no statement, and counts as none seen (below)
+        self.probe_warnings += [w for w in data.get("warnings", []) if w.startswith("probe: ")]
         summary = probes_mod.probe_metrics(data, requests)
         out = {k: float(v) for k, v in summary.items()
                if k in PROFILE_ENDPOINT_METRICS and v is not None}
