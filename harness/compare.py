@@ -213,7 +213,7 @@ class Series:
     endpoint: str | None
     baseline: tuple[float, ...]
     candidate: tuple[float, ...]
-    evidence: str  # "counter", "instructions" or "timing"
+    evidence: str  # "counter", "instructions", "profile" (counts of the profile run) or "timing"
 
 
 def _key(metric: str, step: float | None, sweep: bool, instance: int, endpoint: str | None) -> str:
@@ -272,6 +272,41 @@ def _instruction_values(results: Results) -> dict[str, tuple[float, ...]]:
     return out
 
 
+def _profile_values(results: Results) -> dict[tuple[str, str], float]:
+    """Per-endpoint probe counts of the function-profile run (harness.pyfunctions: "probes"
+    under instructions["python"]), when the workload has two or more endpoints: a single
+    endpoint's counts are the mix's, already judged from the rounds."""
+    python = (results.instructions or {}).get("python")
+    counts = python.get("probes") if isinstance(python, Mapping) else None
+    if not isinstance(counts, Mapping) or len(counts) < 2:
+        return {}
+    out: dict[tuple[str, str], float] = {}
+    for endpoint, values in counts.items():
+        for metric, value in (values.items() if isinstance(values, Mapping) else ()):
+            if metric in METRICS and isinstance(value, (int, float)) and math.isfinite(value):
+                out[(metric, str(endpoint))] = float(value)
+    return out
+
+
+def _profile_series(baseline: Results, candidate: Results, taken: set[tuple[str, str | None]]
+                    ) -> tuple[list[Series], list[str]]:
+    """Series of the profile run's per-endpoint counts not already measured in the rounds."""
+    base, cand = _profile_values(baseline), _profile_values(candidate)
+    series, warnings = [], []
+    one_sided = sorted({"baseline" if item in base else "candidate"
+                        for item in set(base) ^ set(cand)})
+    for side in one_sided:
+        warnings.append(f"per-endpoint probe counts of the profile run exist only in the {side}; "
+                        f"endpoints' counts are compared only where both sides have them.")
+    order = {name: i for i, name in enumerate(METRICS)}
+    for metric, endpoint in sorted(set(base) & set(cand), key=lambda k: (order[k[0]], k[1])):
+        if (metric, endpoint) in taken:
+            continue
+        series.append(Series(_key(metric, None, False, 1, endpoint), metric, None, 1, endpoint,
+                             (base[(metric, endpoint)],), (cand[(metric, endpoint)],), "profile"))
+    return series, warnings
+
+
 def collect_series(baseline: Results, candidate: Results) -> tuple[list[Series], list[str]]:
     """Pair the two sides' round values by metric, step and instance; warn about one-sided ones."""
     base, cand = _round_values(baseline), _round_values(candidate)
@@ -304,7 +339,9 @@ def collect_series(baseline: Results, candidate: Results) -> tuple[list[Series],
             continue
         series.append(Series(key, INSTRUCTIONS_METRIC, None, 1, endpoint, base_instr[endpoint],
                              cand_instr[endpoint], "instructions"))
-    return series, warnings
+    taken = {(s.metric, s.endpoint) for s in series if s.step is None or not sweep}
+    profiled, more = _profile_series(baseline, candidate, taken)
+    return series + profiled, warnings + more
 
 
 _METRIC_ORDER = {name: i for i, name in enumerate(METRICS)}
@@ -371,8 +408,9 @@ def judge_counter(series: Series, policy: Policy, *, alpha: float = ALPHA) -> Me
     base, cand = stats.median(series.baseline), stats.median(series.candidate)
     n1, n2 = len(series.baseline), len(series.candidate)
     shift = stats.shift_interval(series.baseline, series.candidate, alpha=alpha, clip=True)
-    kind = "instructions under valgrind" if series.evidence == "instructions" else "counter"
-    unit = "run" if series.evidence == "instructions" else "round"
+    kind = {"instructions": "instructions under valgrind",
+            "profile": "counter of the function-profile run"}.get(series.evidence, "counter")
+    unit = "run" if series.evidence in ("instructions", "profile") else "round"
     margin = "Hodges-Lehmann interval" if max(n1, n2) > 1 else "no margin from one value per side"
     evidence = (f"{kind}, {n1} + {n2} {unit}s, {margin}, threshold {_pct(threshold)}"
                 + (f", floor {floor:g} {metric.unit}" if floor else ""))

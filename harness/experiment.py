@@ -144,7 +144,6 @@ class Probes:
     skip_modules: tuple[str, ...] = ()  # module prefixes never named as a caller (own DB layer)
     blocking: bool = False  # count blocking calls on the event-loop thread
     files: bool = False  # attribute Python-level file reads/writes to files by kind
-    functions: bool = False  # count calls per Python function (slow: a profile hook)
 
 
 @dataclass(frozen=True)
@@ -555,7 +554,6 @@ SCHEMA: dict[str, dict[str, Key]] = {
         Key("skip_modules", "array of strings", _names),
         Key("blocking", "boolean", _boolean),
         Key("files", "boolean", _boolean),
-        Key("functions", "boolean", _boolean),
     ),
     "rounds": _keys(
         Key("count", "integer", _integer(1)),
@@ -610,6 +608,15 @@ class _Problems:
         return [text for _, text in sorted(self.found, key=lambda item: item[0])]
 
 
+# keys that were once accepted, with what replaced them
+RETIRED = {
+    ("probes", "functions"): 'the "functions" probe is gone: which Python functions changed is '
+                             "counted by the Python function profile that runs beside the "
+                             "instruction tier (remove this key and set [instructions] enabled "
+                             '= true; docs/metrics.md, "Which Python functions changed")',
+}
+
+
 def _read(problems: _Problems, path: KeyPath, data: Any, table: str) -> dict[str, Any] | None:
     """Convert the declared keys of one table; unknown keys and bad values become problems."""
     schema = SCHEMA[table]
@@ -619,7 +626,9 @@ def _read(problems: _Problems, path: KeyPath, data: Any, table: str) -> dict[str
     out: dict[str, Any] = {}
     for name, value in data.items():
         key = schema.get(name)
-        if key is None:
+        if key is None and (table, name) in RETIRED:
+            problems.add((*path, name), RETIRED[(table, name)])
+        elif key is None:
             where = f"in [{_dotted(path)}]" if path else "at the top level"
             problems.add(
                 (*path, name),
@@ -950,8 +959,9 @@ def _simple(problems: _Problems, raw: Any, table: str, cls: type) -> Any:
 
 def _metrics(problems: _Problems, raw: Any, workload: Workload | None) -> dict[str, MetricPolicy]:
     """[metrics.NAME] tables; NAME may be "metric@endpoint" to judge one endpoint's value."""
-    from harness.metrics import ENDPOINT_METRICS, METRICS
+    from harness.metrics import ENDPOINT_METRICS, METRICS, PROFILE_ENDPOINT_METRICS
 
+    per_endpoint = tuple(dict.fromkeys(ENDPOINT_METRICS + PROFILE_ENDPOINT_METRICS))
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -961,15 +971,15 @@ def _metrics(problems: _Problems, raw: Any, workload: Workload | None) -> dict[s
     endpoints = [e.name for e in workload.endpoints] if workload else []
     for name, policy in raw.items():
         metric, at, endpoint = name.partition("@")
-        if at and metric in ENDPOINT_METRICS and endpoint not in endpoints:
+        if at and metric in per_endpoint and endpoint not in endpoints:
             hint = did_you_mean(endpoint, endpoints)
             problems.add(("metrics", name), f'unknown endpoint "{endpoint}" ({hint}the '
                                             f'[[workload.endpoints]] names are '
                                             f'{", ".join(endpoints) or "none"})')
             continue
-        if at and metric not in ENDPOINT_METRICS:
+        if at and metric not in per_endpoint:
             problems.add(("metrics", name), f'"{metric}" is not measured per endpoint (those '
-                                            f'are {", ".join(ENDPOINT_METRICS)})')
+                                            f'are {", ".join(per_endpoint)})')
             continue
         if metric not in METRICS:
             hint = did_you_mean(name, METRICS)

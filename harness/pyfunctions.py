@@ -22,6 +22,17 @@ seeded once by the setup commands, as for the instruction tier.
 Functions are named "file:line qualname", the file relative to the subject's working directory
 (or "site-packages/..." and "stdlib/..." for installed code). Where SIGUSR1 does not exist
 (Windows) the profile is unavailable, with the reason.
+
+The same pass counts, per endpoint, what the experiment's counting probes see (`sqlite`,
+`blocking`, `files` under [probes]; harness/probes): they run in the same process, start from zero
+at the first snapshot of each endpoint (the probes' measuring mark) and write their counts at the
+second (a flush request), so each endpoint's statements, blocking calls on the event loop and
+bytes by file kind per request are exact, with no timing in them:
+
+     "probes": {"channels": {"queries_per_request": 1.0, "loop_queries_per_request": 0.0,
+                             "log_write_bytes_per_request": 65.0, ...}, ...}
+
+(absent when no counting probe is on; harness.compare judges them as `metric[endpoint]` series).
 """
 
 from __future__ import annotations
@@ -35,12 +46,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from harness import probes as probes_mod
 from harness.errors import SubjectError
 from harness.experiment import Experiment, expand
 from harness.instructions import WARMUP, _check_listening, _real_python, _Runner
+from harness.metrics import PROFILE_ENDPOINT_METRICS
+from harness.probes.inject import enabled
 from harness.probes.pyprofile import ENV_DIR
 from harness.process import start_process, stop_process_tree
 from harness.subject import free_ports, log_tail
@@ -48,6 +63,10 @@ from harness.subject import free_ports, log_tail
 BOOT_DIR = Path(__file__).resolve().parent / "probes" / "functions_boot"
 TOP = 200  # functions kept per endpoint, by line events + calls per request
 SNAPSHOT_TIMEOUT = 30.0
+# what a counting probe that wrote nothing for an endpoint saw: none of its events
+_NOTHING_SEEN = {"sqlite": ("queries_per_request", "query_rows_per_request"),
+                 "blocking": ("loop_queries_per_request", "loop_blocking_calls_per_request",
+                              "loop_file_bytes_per_request")}
 
 
 def _where(filename: str, root: Path) -> str:
@@ -78,9 +97,47 @@ class _ProfileRunner(_Runner):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.slowdown = self.slowdown_factor
+        # the counting probes of the experiment, in the same process (never the lag probe: a time)
+        self.counting = replace(self.experiment.probes, loop_lag=False)
+        self.probe_counts: dict[str, dict[str, float]] = {}
+        self.probe_warnings: list[str] = []
+
+    def _inject_probes(self, env: dict[str, str], run_dir: Path,
+                       state_dir: Path) -> Path | None:
+        """The counting probes' hook in `env` (after the profile's); their data folder."""
+        if not enabled(self.counting):
+            return None
+        probe_dir = run_dir / "probes"
+        probe_dir.mkdir()
+        injected, warnings = probes_mod.probe_environment(
+            self.counting, data_dir=probe_dir, base_env=env, is_python=True, state_dir=state_dir)
+        env.clear()
+        env.update(injected)
+        self.probe_warnings += warnings
+        return probe_dir
+
+    def _probe_counts(self, probe_dir: Path, requests: int) -> dict[str, float]:
+        """One endpoint's counts per request: written on request after its sequence (none when a
+        process did not write them: a missing count is never taken for zero)."""
+        unanswered = probes_mod.flush_probes(probe_dir)
+        if unanswered:
+            self.probe_warnings += unanswered
+            return {}
+        data = probes_mod.collect_probe_data(probe_dir)
+        # a probe that failed to install or write says so; "no data" is expected where an
+        # endpoint runs no statement, and counts as none seen (below)
+        self.probe_warnings += [w for w in data.get("warnings", []) if w.startswith("probe: ")]
+        summary = probes_mod.probe_metrics(data, requests)
+        out = {k: float(v) for k, v in summary.items()
+               if k in PROFILE_ENDPOINT_METRICS and v is not None}
+        for name, keys in _NOTHING_SEEN.items():
+            if name in enabled(self.counting) and name not in data:
+                out.update({k: 0.0 for k in keys if k not in out})
+        return out
 
     def profile(self, requests: int) -> tuple[str, dict[str, list[dict[str, Any]]]]:
-        """One start, every endpoint's sequence between two snapshots; (mode, rows by endpoint)."""
+        """One start, every endpoint's sequence between two snapshots; (mode, rows by endpoint).
+        The counting probes' per-endpoint counts are left in `self.probe_counts`."""
         run_dir = self.work_dir / "profile"
         state_dir = run_dir / "state"
         shutil.copytree(self.seed_dir, state_dir)
@@ -89,6 +146,7 @@ class _ProfileRunner(_Runner):
         port = free_ports(1)[0]
         values = self.values(state_dir, port, run_dir)
         env = self.env(values)
+        probe_dir = self._inject_probes(env, run_dir, state_dir)
         env[ENV_DIR] = str(snap_dir)
         path = env.get("PYTHONPATH")
         env["PYTHONPATH"] = str(BOOT_DIR) + (os.pathsep + path if path else "")
@@ -104,11 +162,15 @@ class _ProfileRunner(_Runner):
             _check_listening(process, port)
             for endpoint in self.workload.endpoints:
                 self._drive(endpoint, port, WARMUP)
+                if probe_dir is not None:  # the probes count from here: this endpoint's only
+                    self.probe_warnings += probes_mod.mark_measuring([probe_dir])
                 before = self._snapshot(process, snap_dir, log_path)
                 self._drive(endpoint, port, requests)
                 after = self._snapshot(process, snap_dir, log_path)
                 mode = after.get("mode", "")
                 out[endpoint.name] = self._per_request(before, after, requests)
+                if probe_dir is not None:
+                    self.probe_counts[endpoint.name] = self._probe_counts(probe_dir, requests)
         finally:
             stop_process_tree(process, timeout=max(10.0, self.subject.stop_timeout))
         return mode, out
@@ -174,6 +236,10 @@ def run_function_profile(experiment: Experiment, *, work_dir: Path, project_root
         result["mode"], result["endpoints"] = runner.profile(requests)
     except SubjectError as exc:  # the rest of the run stands; the report says why this is absent
         return {**result, "available": False, "reason": str(exc)}
+    if runner.probe_counts:
+        result["probes"] = runner.probe_counts
+    if runner.probe_warnings:
+        result["probe_warnings"] = list(dict.fromkeys(runner.probe_warnings))
     result["wall_time"] = round(time.monotonic() - started, 3)
     return result
 

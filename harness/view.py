@@ -628,10 +628,19 @@ def shorten(text: str, limit: int = SHORT_SQL) -> str:
     return flat if len(flat) <= limit else flat[:limit - 1].rstrip() + "…"
 
 
+# bytes written, per file kind (file probe): the most specific of the "written" family
+FILE_KIND_WRITES = ("db_write_bytes_per_request", "log_write_bytes_per_request",
+                    "state_write_bytes_per_request", "other_write_bytes_per_request")
+WRITTEN = frozenset({"write_chars_per_request", "write_bytes_per_request",
+                     "write_chars_per_hour", "write_bytes_per_hour", *FILE_KIND_WRITES})
+
+
 def _family(m: MetricComparison) -> str:
     """Metrics that tell the same story share a family: one finding per family and endpoint."""
     if m.metric.startswith("latency_") or m.metric == "service_mean":
         return "latency"
+    if m.metric in WRITTEN:
+        return "written"
     return m.metric
 
 
@@ -649,6 +658,21 @@ def _rank(m: MetricComparison) -> tuple[int, float]:
              ("improvement", False): 3}
     size = abs(m.change) if m.change is not None and math.isfinite(m.change) else math.inf
     return order.get((m.verdict, m.gate), 9), -size
+
+
+def _written_choice(m: MetricComparison, candidates: list[MetricComparison]) -> MetricComparison:
+    """Of the bytes-written metrics that moved alike, the one that says most: a file kind's
+    (log, database, ...) before the process's totals, per request before per hour."""
+    if _family(m) != "written":
+        return m
+    alike = [x for x in candidates if _family(x) == "written" and x.step == m.step
+             and endpoint_of(x) == endpoint_of(m) and _rank(x)[0] == _rank(m)[0]]
+
+    def preference(x: MetricComparison) -> tuple[int, float]:
+        kind = 0 if x.metric in FILE_KIND_WRITES else 1 if x.metric.endswith("_request") else 2
+        return kind, _rank(x)[1]
+
+    return min(alike, key=preference)
 
 
 def _split_mix(comparison: Comparison) -> set[tuple[str, float | None]]:
@@ -693,6 +717,19 @@ def _function_cause(details: dict[str, Any], key: str, endpoint: str | None, wor
 
 
 NO_QUERY_CAUSE = frozenset({"errors", "response_bytes_per_request"})
+# bytes written: their likely cause is the file they went to (file probe), not a query's time
+WRITE_METRICS = WRITTEN | {"loop_file_bytes_per_request"}
+
+
+def _files_cause(details: dict[str, Any], worse: bool) -> str | None:
+    """Where the bytes written went ("+65 B written per request, all in the log file
+    access.log"), when they moved in the finding's direction."""
+    files = details.get("files") or {}
+    headline = files.get("headline")
+    total = sum(c.get("write_change") or 0.0 for c in files.get("changes") or [])
+    if not headline or not total or (total > 0) != worse:
+        return None
+    return str(headline)
 
 
 def findings(comparison: Comparison) -> list[Finding]:
@@ -701,7 +738,8 @@ def findings(comparison: Comparison) -> list[Finding]:
     Gated regressions first, then gated improvements, then reported-only regressions, each by
     size; one per metric family and endpoint, and never a mix row whose endpoints were judged.
     A query, Python-function or C-function change is named as the cause of the first finding
-    that moved the same way (a slower statement explains a slower endpoint, not a faster one).
+    that moved the same way (a slower statement explains a slower endpoint, not a faster one);
+    for bytes written, the file they went to (the file probe's headline).
     """
     split = _split_mix(comparison)
     chosen: list[MetricComparison] = []
@@ -718,7 +756,7 @@ def findings(comparison: Comparison) -> list[Finding]:
         if family in seen:
             continue
         seen.add(family)
-        chosen.append(m)
+        chosen.append(_written_choice(m, candidates))
         if len(chosen) == MAX_FINDINGS:
             break
     details = comparison.details
@@ -727,7 +765,12 @@ def findings(comparison: Comparison) -> list[Finding]:
     for m in chosen:
         endpoint, worse = endpoint_of(m), m.verdict == "regression"
         causes = []
-        if m.metric not in NO_QUERY_CAUSE:
+        if m.metric in WRITE_METRICS:
+            cause = _files_cause(details, worse)
+            if cause and cause not in used:
+                causes.append(cause)
+                used.add(cause)
+        elif m.metric not in NO_QUERY_CAUSE:
             for cause in (
                 _query_cause(details, worse),
                 _function_cause(details, "python_functions", endpoint, worse, "Python function"),

@@ -23,21 +23,26 @@ def _harness(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(cwd)})
 
 
-def _copy_project(target: Path) -> Path:
+def _copy_tree(target: Path) -> Path:
     for part in ("harness", "subjects", "templates", "experiments"):
         shutil.copytree(ROOT / part, target / part, ignore=shutil.ignore_patterns("__pycache__"))
-    # api-quick without the in-process probes (they write their own samples, so bytes passed to
-    # write follow the round's duration) and without the valgrind tier (not needed here)
+    return target
+
+
+def _copy_project(target: Path) -> Path:
+    _copy_tree(target)
+    # api-quick without the query, lag and file probes and without the valgrind tier (not needed
+    # here), with the bytes passed to write gated (shown, not gated, by default) as a user may ask
     quick = target / "experiments" / "api-quick.toml"
     text = quick.read_text()
     for before, after in (("sqlite = true", "sqlite = false"),
                           ("loop_lag = true", "loop_lag = false"),
-                          ("enabled = true", "enabled = false"),
-                          ("[metrics.write_chars_per_request]\ngate = false",
-                           "[metrics.write_chars_per_request]\ngate = true")):
+                          ("files = true", "files = false"),
+                          ("enabled = true", "enabled = false")):
         assert before in text, before
         text = text.replace(before, after)
-    quick.write_text(text)
+    assert "[metrics.write_chars_per_request]" not in text
+    quick.write_text(text + "\n[metrics.write_chars_per_request]\ngate = true\n")
     return target
 
 
@@ -81,3 +86,57 @@ def test_two_percent_more_bytes_written_per_request_is_caught_from_one_round(tmp
     assert written["verdict"] == "regression", written
     assert written["change"] == pytest.approx(extra / per_request, abs=0.002)
     assert proc.returncode == 2, proc.stdout + proc.stderr
+
+
+def _turn(tree: Path, knob: str, value: int) -> None:
+    tuning = tree / "subjects" / "peer" / "tuning.py"
+    text = tuning.read_text()
+    assert f"{knob} = 0" in text, knob
+    tuning.write_text(text.replace(f"{knob} = 0", f"{knob} = {value}"))
+
+
+def test_a_log_line_more_per_request_is_put_in_the_log_file_and_does_not_fail_the_build(tmp_path):
+    """Issue 12: with api-quick's own probes and gates (the valgrind tier off, not needed here),
+    a candidate that writes one more access-log line per request is shown, in the log file, and
+    the build passes; the probes' own output is not in the subject's bytes."""
+    trees = {}
+    for label in ("baseline", "candidate"):
+        tree = _copy_tree(tmp_path / f"tree-{label}")
+        quick = tree / "experiments" / "api-quick.toml"
+        text = quick.read_text()
+        assert "files = true" in text and "\nenabled = true" in text
+        quick.write_text(text.replace("\nenabled = true", "\nenabled = false"))
+        trees[label] = tree
+    _turn(trees["candidate"], "ACCESS_LOG_EXTRA_LINES", 1)
+    runs = {}
+    for label, tree in trees.items():
+        proc = _harness(tree, "run", "experiments/api-quick.toml", "--out", str(tmp_path / label),
+                        "--label", label, "--quiet", "--set", "torrents=2000",
+                        "--set", "channels=100")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        runs[label] = tmp_path / label / "results.json"
+    proc = _harness(trees["baseline"], "compare", str(runs["baseline"]), str(runs["candidate"]),
+                    "--out", str(tmp_path / "cmp"))
+    verdict = json.loads((tmp_path / "cmp" / "verdict.json").read_text())
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # the default gates: not a failure
+    assert verdict["overall"] != "regression", verdict["reasons"]
+    metrics = {m["key"]: m for m in verdict["metrics"]}
+    # the extra line's length, as the peer writes it (a fixed-width time stamp)
+    line = len(f'{1e9:.3f} debug "GET /channels" handled\n')
+    logged = metrics["log_write_bytes_per_request"]
+    assert logged["verdict"] == "regression" and not logged["gate"], logged
+    assert logged["candidate"] - logged["baseline"] == pytest.approx(line, abs=0.01)
+    # database I/O gates by default; the peer's GET /channels writes nothing to its database
+    database = metrics["db_write_bytes_per_request"]
+    assert database["gate"] and database["verdict"] == "unchanged", database
+    # every byte passed to write: moved by the log line alone, ungated. The probes write nothing
+    # while the subject is measured (their output is not the subject's)
+    written = metrics["write_chars_per_request"]
+    assert not written["gate"]
+    assert written["candidate"] - written["baseline"] == pytest.approx(line, abs=1.0)
+    where = f"+{line} B written per request, all in the log file access.log"
+    summary = (tmp_path / "cmp" / "summary.md").read_text()
+    # one finding for the bytes, the log's own metric, with the file named as its likely cause
+    assert "- **regression**: log writes / request: " in summary
+    assert f"  - likely cause: {where}" in summary, summary
+    assert where in (tmp_path / "cmp" / "report.html").read_text()

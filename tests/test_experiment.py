@@ -484,3 +484,11 @@ def test_the_stop_table_is_checked(tmp_path):
     problems = validate_experiment(path)
     assert any("is not METHOD /path" in p for p in problems)
     assert any("SIGKILL always comes last" in p for p in problems)
+
+
+def test_the_retired_functions_probe_is_refused_with_what_replaced_it(tmp_path):
+    path = tmp_path / "e.toml"
+    path.write_text(MINIMAL + "\n[probes]\nfunctions = true\n", encoding="utf-8")
+    (problem,) = validate_experiment(path)
+    assert problem.startswith(f"{path}:") and "probes.functions" in problem
+    assert "[instructions] enabled = true" in problem

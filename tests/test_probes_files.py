@@ -10,10 +10,14 @@ import sqlite3
 
 import pytest
 
+from harness.compare import Comparison
+from harness.metrics import METRICS
 from harness.probes import breakdown_details, diskio
 from harness.probes import sqlite as sqlite_probe
 from harness.probes.summary import file_metrics
 from harness.results import ExperimentInfo, RequestLog, Results, Round
+from harness.view import findings
+from tests.comparisons import metric
 
 
 @pytest.fixture
@@ -114,3 +118,26 @@ def test_an_extra_log_line_per_request_is_found_in_the_log_file() -> None:
     assert side["kinds"]["database"]["write_bytes"] == 40.96
     assert side["unattributed_write_bytes"] == 50.0  # sockets and the like, not hidden
     assert side["probe_bytes"] == 7.0  # shown apart, never the subject's
+
+
+def test_bytes_written_by_default_are_shown_not_gated_and_database_io_gates() -> None:
+    assert not METRICS["write_chars_per_request"].gate
+    assert not METRICS["log_write_bytes_per_request"].gate
+    assert METRICS["db_write_bytes_per_request"].gate
+
+
+def test_the_finding_for_more_bytes_written_names_the_log_file() -> None:
+    # one log line more per request: every byte metric moved; one finding, the most specific
+    base, cand = _side("baseline", 6400, 4096), _side("candidate", 8900, 4096)
+    details = breakdown_details(base, cand)
+    metrics = (
+        metric("write_bytes_per_hour", "regression", 1.8e6, 3.6e6),
+        metric("write_chars_per_request", "regression", 64.0, 89.0),
+        metric("log_write_bytes_per_request", "regression", 64.0, 89.0),
+        metric("db_write_bytes_per_request", "unchanged", 40.96, 40.96),
+    )
+    comparison = Comparison(baseline=base, candidate=cand, metrics=metrics, overall="pass",
+                            headline="", reasons=(), warnings=(), details=details)
+    (found,) = findings(comparison)
+    assert found.text.startswith("log writes / request: ")
+    assert found.causes == ("+25 B written per request, all in the log file core.log",)

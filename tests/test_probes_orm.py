@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.experiment import Probes
+from harness.experiment import Probes, load_experiment
 from harness.probes import breakdown_details, collect_probe_data, mark_measuring, probe_metrics
+from harness.pyfunctions import python_function_changes, run_function_profile
 from harness.results import ExperimentInfo, RequestLog, Results, Round
 from tests.probes_support import ROOT, free_port, get, probed_env, running
 
@@ -125,34 +126,55 @@ def test_a_rewritten_orm_query_is_paired_as_changed_with_its_caller(tmp_path):
     assert details["files"]["headline"] is None or "log" not in details["files"]["headline"]
 
 
+PROFILE_TOML = """
+name = "orm-profile"
+[variables]
+extra = "0"
+[subject]
+command = ["{python}", "tests/data/orm_app/server.py", "--orm", "peewee", "--port", "{port}",
+           "--db", "{state_dir}/app.db"]
+env = { ORM_APP_EXTRA_WORK = "{extra}" }
+ready = { http = "/health", timeout = "30s" }
+[workload]
+rate = "10/s"
+requests = 10
+[[workload.endpoints]]
+name = "search"
+path = "/search?q=item%201"
+[instructions]
+requests = SEARCHES
+"""
+
+
 @pytest.mark.integration
 @pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="the profile is read with SIGUSR1")
 def test_added_work_in_one_python_function_is_named_first(tmp_path):
+    """The Python function profile (the one mechanism for "which Python functions changed"):
+    the candidate's search handler loops 20 more times calling `tidy`; the handler is named
+    first (its loop: +40 line events per request), `tidy` next (+20 calls)."""
     pytest.importorskip("peewee")
+    path = tmp_path / "orm-profile.toml"
+    path.write_text(PROFILE_TOML.replace("SEARCHES", str(SEARCHES)), encoding="utf-8")
     sides = []
     for label, extra in (("baseline", "0"), ("candidate", "20")):
-        state, data = tmp_path / label / "state", tmp_path / label / "probes"
-        state.mkdir(parents=True)
-        env = probed_env(data, Probes(functions=True, flush_interval=60.0,
-                                      project_roots=("tests/data/orm_app",)),
-                         {"ORM_APP_EXTRA_WORK": extra})
-        port = free_port()
-        command = [sys.executable, str(APP / "server.py"), "--orm", "peewee", "--port",
-                   str(port), "--db", str(state / "app.db")]
-        base = f"http://127.0.0.1:{port}"
-        with running(command, env, ROOT, base + "/health", tmp_path / f"{label}.log"):
-            get(f"{base}/search?q=item%201")
-            assert mark_measuring([data]) == []
-            for _ in range(SEARCHES):
-                get(f"{base}/search?q=item%201")
-        probes = collect_probe_data(data)
-        assert "warnings" not in probes, probes.get("warnings")
-        sides.append(_results(label, probes, SEARCHES))
-    changes = breakdown_details(*sides)["python_calls"]["changes"]
-    tidy_line = next(n for n, line in enumerate((APP / "server.py").read_text().splitlines(), 1)
-                     if line.startswith("def tidy("))
-    assert changes[0]["where"] == f"server.py:{tidy_line} tidy"
-    assert changes[0]["calls_change"] == 20.0 and changes[0]["project"]
+        experiment = load_experiment(path, overrides={"extra": extra})
+        profile = run_function_profile(experiment, work_dir=tmp_path / label, project_root=ROOT,
+                                       python=sys.executable)
+        assert profile["available"], profile["reason"]
+        sides.append(profile)
+    changes = python_function_changes(*sides)
+    lines = (APP / "server.py").read_text().splitlines()
+    line = {name: next(n for n, text in enumerate(lines, 1) if text.startswith(prefix))
+            for name, prefix in (("tidy", "def tidy("), ("search", "async def search("))}
+    assert changes[0]["function"] == f"tests/data/orm_app/server.py:{line['search']} search"
+    assert changes[0]["unit"] == "lines" and changes[0]["change"] == 40.0
+    assert changes[0]["calls_candidate"] == changes[0]["calls_baseline"]
+    assert changes[1]["function"] == f"tests/data/orm_app/server.py:{line['tidy']} tidy"
+    # 21 calls per search in the candidate; the baseline's one call may fall below the profile's
+    # top 200 functions of that side (pyfunctions.TOP), and then counts as 0
+    assert changes[1]["calls_candidate"] == 21.0
+    assert changes[1]["calls_baseline"] in (0.0, 1.0)
 
 
 @pytest.mark.integration

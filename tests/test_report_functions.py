@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -10,6 +12,9 @@ import pytest
 
 from harness.experiment import load_experiment
 from harness.pyfunctions import _where, python_function_changes, run_function_profile
+from harness.view import findings, python_functions_view
+from tests.comparisons import comparison as comparison_fixture
+from tests.comparisons import metric
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,3 +75,44 @@ def test_the_function_given_more_work_is_named_first(tmp_path):
     left = [p for p in psutil.process_iter(["cmdline"])
             if "tests.data.endpoints_app" in " ".join(p.info["cmdline"] or [])]
     assert not left
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.skipif(sys.platform == "win32", reason="the profile is read with SIGUSR1")
+def test_work_added_to_one_function_of_the_peer_is_named_first(tmp_path):
+    """Issue 12: a test commit that adds work to one Python function of the reference peer
+    (CHANNELS_EXTRA_WORK: a hash loop in tuning.extra_work, called from the /channels handler);
+    the report's Python function list and the finding's likely cause name it first."""
+    tuning_rel = Path("subjects") / "peer" / "tuning.py"
+    sides = {}
+    for label, work in (("baseline", 0), ("candidate", 300)):
+        tree = tmp_path / f"tree-{label}"
+        for part in ("subjects", "experiments"):
+            shutil.copytree(ROOT / part, tree / part,
+                            ignore=shutil.ignore_patterns("__pycache__"))
+        tuning = tree / tuning_rel
+        text = tuning.read_text()
+        assert "CHANNELS_EXTRA_WORK = 0" in text
+        tuning.write_text(text.replace("CHANNELS_EXTRA_WORK = 0", f"CHANNELS_EXTRA_WORK = {work}"))
+        loaded = load_experiment(tree / "experiments" / "api-quick.toml",
+                                 overrides={"channels": "50", "torrents": "500"})
+        sides[label] = run_function_profile(loaded, work_dir=tmp_path / label, project_root=tree,
+                                            python=sys.executable)
+        assert sides[label]["available"], sides[label]["reason"]
+    line = next(n for n, text in enumerate((ROOT / tuning_rel).read_text().splitlines(), 1)
+                if text.startswith("def extra_work("))
+    function = f"subjects/peer/tuning.py:{line} extra_work"
+    rows = python_function_changes(sides["baseline"], sides["candidate"])
+    assert rows[0]["function"] == function, rows[:3]
+    assert rows[0]["endpoint"] == "channels"
+    assert rows[0]["calls_baseline"] == 0.0 and rows[0]["calls_candidate"] == 1.0
+    assert rows[0]["unit"] == "lines" and rows[0]["change"] >= 2 * 300  # loop and body, each turn
+    # as the report presents it: the first row of its function list, the finding's cause
+    shown = python_functions_view({"python_functions": rows})
+    assert shown is not None and shown[0]["function"] == function
+    cpu = metric("cpu_per_request", "regression", 0.0030, 0.0036)
+    comparison = replace(comparison_fixture(with_details=False), metrics=(cpu,),
+                         details={"python_functions": rows})
+    (found,) = findings(comparison)
+    assert found.causes[0].startswith(f"Python function {function}: +")

@@ -1,5 +1,6 @@
 """Zero-code probes for unmodified Python subjects: SQLite query breakdown, event-loop lag, blocking
-calls on the loop, file bytes by kind, and Python calls per function (docs/probes.md).
+calls on the loop and file bytes by kind (docs/probes.md). Which Python functions changed is
+counted by harness/probes/pyprofile.py in a run of its own (harness.pyfunctions).
 
 Contract with the runner (harness.runner) and the report (harness.report):
 
@@ -29,8 +30,6 @@ Contract with the runner (harness.runner) and the report (harness.report):
                                     "writes"}],
                          "process": {"read_bytes", "write_bytes"} | None, "probe_bytes",
                          "database_measured"}
-      probes["functions"] = {"functions": [{"where", "project", "calls"}], "total_calls",
-                             "mechanism"}
       probes["loop_lag"] = {"kind": "asyncio" | "twisted", "interval": 0.1,
                             "samples": [lateness in seconds, ...]}
 
@@ -55,9 +54,9 @@ Contract with the runner (harness.runner) and the report (harness.report):
           "baseline_rounds": n, "candidate_rounds": n,  # rounds with query data per side
       }
       details["loop_lag"] = {"baseline": {"kind", "interval", "samples"} | None, "candidate": ...}
-      details["blocking"], details["files"], details["python_calls"]: see blocking_details,
-      files_details and functions_details in harness/probes/breakdown.py (per request; files has
-      a "headline" such as "+25 B written per request, all in the log file core.log").
+      details["blocking"], details["files"]: see blocking_details and files_details in
+      harness/probes/breakdown.py (per request; files has a "headline" such as "+25 B written
+      per request, all in the log file core.log").
 
   Breakdown rows also carry "avg" (total / calls), the thesis' Table 6.4/6.5 column.
 """
@@ -67,6 +66,7 @@ from __future__ import annotations
 from harness.probes.breakdown import breakdown_details
 from harness.probes.inject import (
     collect_probe_data,
+    flush_probes,
     injection_warning,
     is_python_command,
     mark_measuring,
@@ -74,6 +74,7 @@ from harness.probes.inject import (
 )
 from harness.probes.summary import probe_metrics
 
-__all__ = ["breakdown_details", "collect_probe_data", "injection_warning", "is_python_command",
+__all__ = ["breakdown_details", "collect_probe_data", "flush_probes", "injection_warning",
+           "is_python_command",
            "mark_measuring",
            "probe_environment", "probe_metrics"]

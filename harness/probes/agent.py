@@ -19,7 +19,7 @@ ENV_FLUSH_INTERVAL = "PERF_PROBE_FLUSH_INTERVAL"  # seconds between periodic wri
 ENV_PROJECT_ROOTS = "PERF_PROBE_PROJECT_ROOTS"  # os.pathsep-separated; default: the cwd
 ENV_SKIP_MODULES = "PERF_PROBE_SKIP_MODULES"  # comma-separated module prefixes never named
 ENV_STATE_DIR = "PERF_PROBE_STATE_DIR"  # the subject's state directory (file kinds)
-KNOWN_PROBES = ("sqlite", "loop_lag", "blocking", "files", "functions")
+KNOWN_PROBES = ("sqlite", "loop_lag", "blocking", "files")
 DEFAULTS = {ENV_LOOP_LAG_INTERVAL: 0.1, ENV_FLUSH_INTERVAL: 1.0}
 
 
@@ -52,11 +52,6 @@ def _install(name: str, environ: Any, problems: list[str]) -> Any:
         # file calls on the loop are counted by the file wrappers
         diskio.install(environ.get(ENV_DIR, ""), environ.get(ENV_STATE_DIR, ""), database=False)
         return loops.BLOCKING
-    if name == "functions":
-        from . import functions
-
-        functions.install()
-        return functions.COUNTS
     if name == "files":
         from . import diskio, sqlite
 

@@ -365,73 +365,6 @@ def blocking_details(baseline: Results, candidate: Results) -> dict[str, Any] | 
     return {"baseline": base, "candidate": cand}
 
 
-def merge_functions(parts: Iterable[dict[str, Any] | None]) -> dict[str, Any] | None:
-    """Sum function-call snapshots (harness/probes/functions.py) over processes or rounds."""
-    calls: dict[str, list[Any]] = {}
-    total = 0
-    mechanism = ""
-    seen = False
-    for part in parts:
-        if not isinstance(part, dict):
-            continue
-        seen = True
-        total += part.get("total_calls", 0)
-        mechanism = mechanism or part.get("mechanism", "")
-        for row in part.get("functions", []):
-            slot = calls.setdefault(row["where"], [0, bool(row.get("project"))])
-            slot[0] += row["calls"]
-    if not seen:
-        return None
-    rows = sorted(calls.items(), key=lambda kv: (-kv[1][0], kv[0]))
-    return {"functions": [{"where": w, "calls": c, "project": p} for w, (c, p) in rows],
-            "total_calls": total, "mechanism": mechanism}
-
-
-def functions_details(baseline: Results, candidate: Results) -> dict[str, Any] | None:
-    """details["python_calls"]: Python calls per request per function, and what changed.
-
-        {"baseline": {"requests", "total_calls_per_request", "mechanism"} | None,
-         "candidate": {...} | None,
-         "changes": [{"where", "project", "baseline_calls", "candidate_calls", "calls_change",
-                      "relative_change"}]}   # calls per request; project functions first
-
-    Changes are ranked with the project's own functions first, then by |calls_change|. Calls
-    are exact for a fixed request sequence; a function only one side has counts 0 on the other.
-    """
-    sides = []
-    for results in (baseline, candidate):
-        merged = merge_functions(r.probes.get("functions") for r in results.rounds)
-        requests = _requests(results, "functions")
-        sides.append((merged, float(requests or 1)))
-    (base, b_per), (cand, c_per) = sides
-    if base is None and cand is None:
-        return None
-
-    def summary(merged: dict[str, Any] | None, per: float) -> dict[str, Any] | None:
-        if merged is None:
-            return None
-        return {"requests": int(per), "mechanism": merged["mechanism"],
-                "total_calls_per_request": _clean(merged["total_calls"] / per, 3)}
-
-    changes = []
-    if base is not None and cand is not None:
-        b_rows = {r["where"]: r for r in base["functions"]}
-        c_rows = {r["where"]: r for r in cand["functions"]}
-        for where in set(b_rows) | set(c_rows):
-            b = b_rows.get(where, {}).get("calls", 0) / b_per
-            c = c_rows.get(where, {}).get("calls", 0) / c_per
-            change = _clean(c - b, 6)
-            if not change:
-                continue
-            project = bool((c_rows.get(where) or b_rows.get(where) or {}).get("project"))
-            changes.append({"where": where, "project": project, "baseline_calls": _clean(b, 6),
-                            "candidate_calls": _clean(c, 6), "calls_change": change,
-                            "relative_change": change / b if b else None})
-        changes.sort(key=lambda r: (not r["project"], -abs(r["calls_change"]), r["where"]))
-    return {"baseline": summary(base, b_per), "candidate": summary(cand, c_per),
-            "changes": changes[:100]}
-
-
 def _lag(results: Results) -> dict[str, Any] | None:
     found = [r.probes["loop_lag"] for r in results.rounds if r.probes.get("loop_lag")]
     if not found:
@@ -460,8 +393,7 @@ def breakdown_details(baseline: Results, candidate: Results) -> dict[str, Any]:
             "changes": statement_changes(base_rows, cand_rows) if both else [],
             "caller_changes": caller_changes(base_rows, cand_rows) if both else [],
         }
-    for name, make in (("blocking", blocking_details), ("files", files_details),
-                       ("python_calls", functions_details)):
+    for name, make in (("blocking", blocking_details), ("files", files_details)):
         found = make(baseline, candidate)
         if found is not None:
             details[name] = found

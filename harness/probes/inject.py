@@ -13,14 +13,14 @@ from typing import Any
 from harness.experiment import Probes
 from harness.files import atomic_write_json
 from harness.probes import agent
-from harness.probes.breakdown import merge_blocking, merge_files, merge_functions, merge_sqlite
-from harness.probes.writer import MARK
+from harness.probes.breakdown import merge_blocking, merge_files, merge_sqlite
+from harness.probes.writer import FLUSH, MARK
 
 BOOT_DIR = Path(__file__).resolve().parent / "boot"
 EXPECTED = "expected.json"  # written by probe_environment: which probes the subject should run
 # what a probed start writes: one file per process and probe, and the warm-up's end
 WRITTEN = ("hook-*.json", "sqlite-*.json", "loop_lag-*.json", "warnings-*.json", "blocking-*.json",
-           "files-*.json", "functions-*.json", "measuring-*.json", MARK)
+           "files-*.json", "measuring-*.json", MARK, "flushed-*.json", FLUSH)
 MARK_TIMEOUT = 3.0  # seconds to wait for every probed process to start measuring afresh
 
 
@@ -80,8 +80,7 @@ def is_python_command(command: tuple[str, ...] | list[str], python: str,
 def enabled(probes: Probes) -> list[str]:
     """Names of the in-process probes an experiment enables (resources are sampled from outside)."""
     wanted = (("sqlite", probes.sqlite), ("loop_lag", probes.loop_lag),
-              ("blocking", probes.blocking), ("files", probes.files),
-              ("functions", probes.functions))
+              ("blocking", probes.blocking), ("files", probes.files))
     return [name for name, on in wanted if on]
 
 
@@ -194,6 +193,31 @@ def mark_measuring(data_dirs: Iterable[Path], timeout: float = MARK_TIMEOUT) -> 
             waiting.items() for pid in sorted(pids)]
 
 
+def flush_probes(data_dir: Path, timeout: float = MARK_TIMEOUT) -> list[str]:
+    """Have every live probed process under `data_dir` write its counts so far, now; waits (up
+    to `timeout`) for each to say so and returns warnings for those that did not."""
+    directory = Path(data_dir)
+    pids = set()
+    for hook in directory.glob("hook-*.json"):
+        try:
+            pids.add(int(hook.stem.split("-", 1)[1]))
+        except ValueError:
+            continue
+    for stale in directory.glob("flushed-*.json"):
+        stale.unlink()
+    atomic_write_json(directory / FLUSH, {"at": time.time()})  # a new file: a new stamp
+    waiting = {pid for pid in pids if _alive(pid)}
+    end = time.monotonic() + timeout
+    while waiting and time.monotonic() < end:
+        waiting.difference_update(
+            int(p.stem.split("-", 1)[1]) for p in directory.glob("flushed-*.json"))
+        waiting.intersection_update({pid for pid in waiting if _alive(pid)})
+        if waiting:
+            time.sleep(0.02)
+    return [f"probes: process {pid} ({directory}) did not write its counts within {timeout:g} s "
+            f"of being asked; they are left out." for pid in sorted(waiting)]
+
+
 def _read(path: Path, warnings: list[str]) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -241,8 +265,7 @@ def collect_probe_data(data_dir: Path) -> dict[str, Any]:
     sqlite = merge_sqlite(_read(p, warnings) for p in sorted(data_dir.glob("sqlite-*.json")))
     if sqlite is not None:
         out["sqlite"] = sqlite
-    for name, merge in (("blocking", merge_blocking), ("files", merge_files),
-                        ("functions", merge_functions)):
+    for name, merge in (("blocking", merge_blocking), ("files", merge_files)):
         merged = merge(_read(p, warnings) for p in sorted(data_dir.glob(f"{name}-*.json")))
         if merged is not None:
             out[name] = merged

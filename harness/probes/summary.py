@@ -73,8 +73,6 @@ def probe_metrics(probes: dict[str, Any], requests: int) -> dict[str, float | No
         out.update(blocking_metrics(probes["blocking"], requests))
     if probes.get("files"):
         out.update(file_metrics(probes["files"], requests))
-    if probes.get("functions") and requests:
-        out["python_calls_per_request"] = probes["functions"].get("total_calls", 0) / requests
     if probes.get("loop_lag"):
         out.update(lag_metrics(probes["loop_lag"]))
     return out

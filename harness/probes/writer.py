@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # annotations only: subjects may run Pythons older than the h
 
 
 MARK = "measure"  # the harness creates it when the warm-up ends (harness.probes.inject)
+FLUSH = "flush"  # the harness creates it (anew each time) to have the counts so far written now
 MARK_POLL = 0.05  # seconds between two looks for it
 
 
@@ -68,6 +69,7 @@ class ProbeWriter:
         self._wake = threading.Event()
         self._pid = os.getpid()
         self._marked: tuple[int, int] | None = None
+        self._flushed: tuple[int, int] | None = None
 
     def warn(self, message: str) -> None:
         """Record a problem; it reaches results.json through collect_probe_data."""
@@ -91,6 +93,7 @@ class ProbeWriter:
         due = time.monotonic() + self.interval
         while not self._wake.wait(min(MARK_POLL, self.interval)):
             self._check_mark()
+            self._check_flush()
             # Quiet while measuring: the subject's bytes written must not include ours. The
             # harness stops the subject with SIGTERM, and the exit flush writes everything.
             if time.monotonic() >= due and self._marked is None:
@@ -118,6 +121,21 @@ class ProbeWriter:
                 except OSError:
                     pass
             self._write(f"measuring-{self._pid}.json", {"pid": self._pid, "mark": list(stamp)})
+
+    def _check_flush(self) -> None:
+        """Write the counts so far when the harness asks (a new FLUSH file), and say so: the
+        function-profile pass reads each endpoint's counts between two points of a fixed
+        request sequence (harness.pyfunctions)."""
+        try:
+            found = os.stat(os.path.join(self.directory, FLUSH))
+            stamp = (found.st_ino, found.st_mtime_ns)
+        except OSError:
+            return
+        if stamp == self._flushed:
+            return
+        self._flushed = stamp
+        self.flush()
+        self._write(f"flushed-{self._pid}.json", {"pid": self._pid, "flush": list(stamp)})
 
     def flush(self) -> None:
         """Write every source's snapshot and the warnings; never raises into the subject."""

@@ -73,6 +73,8 @@ def _write_log_line(request: web.Request, status: int, length: int, seconds: flo
     # bytes written per request stay an exact counter that only a change in behaviour can move.
     log.write(f'{time.time():.3f} {request.remote} "{request.method} {request.path_qs}" {status}'
               f" {length} {seconds * 1000:10.2f}ms{padding}\n")
+    for _ in range(tuning.ACCESS_LOG_EXTRA_LINES):  # fixed length too: no timing in it
+        log.write(f'{time.time():.3f} debug "{request.method} {request.path_qs}" handled\n')
     log.flush()  # per request, so the bytes written are attributable to the request
 
 
