@@ -1,7 +1,8 @@
 """Knobs a test commit may turn to make the peer slower on purpose (regression demonstrations).
 
-Both are 0 in a healthy peer. The harness' own tests change them to check that a regression is
-caught: CPU per /channels request, and bytes written per request to the access log.
+All are 0 in a healthy peer. The harness' own tests and benches change them to check that a
+regression is caught: CPU per /channels request, bytes written per request to the access log, and
+bytes of every /channels response.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import hashlib
 
 CHANNELS_EXTRA_WORK = 0  # iterations of a hash loop per /channels request
 ACCESS_LOG_PADDING = 0  # extra bytes appended to each line of state_dir/access.log
+CHANNELS_PADDING = 0  # extra bytes in every /channels response (a "padding" field)
 
 SYNC_BATCH = 3000  # records per request to a peer, committed (fsync) as one transaction
 SYNC_PER_ROUND = 3000  # records pulled from one peer per sync round, at most
