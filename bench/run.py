@@ -2,7 +2,8 @@
 
 Names: driver (load driver vs wrk), probes (probe overhead), instructions (instruction tier
 detection), peer-table (thesis Table 6.7 on the reference peer), verdict (detection power and
-false alarms of the timing verdict). Results and commands are recorded in docs/performance.md.
+false alarms of the timing verdict on resampled rounds), sessions (full `harness perf` sessions
+per case, under a CPU hog). Results and commands are recorded in docs/performance.md.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ BENCHMARKS = {
     "instructions": "instructions.py",
     "peer-table": "peer_table.py",
     "verdict": "verdict.py",
+    "sessions": "sessions.py",
 }
 
 

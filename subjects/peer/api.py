@@ -102,14 +102,15 @@ async def channels(request: web.Request) -> web.Response:
     rows = await request.app[DB].run(store.channel_rows_json)
     # Shaping the rows into the API's documents is Python work on the event loop in both modes;
     # in worker mode it overlaps with the next request's query on the worker thread.
-    body = channels_document(rows)
+    body = channels_document(rows, padding=tuning.CHANNELS_PADDING)
     if tuning.CHANNELS_EXTRA_WORK:
         tuning.extra_work(tuning.CHANNELS_EXTRA_WORK)
     return web.Response(body=body, content_type="application/json")
 
 
-def channels_document(rows_json: str) -> bytes:
-    """The /channels body: each channel row as a document with the fields a GUI shows."""
+def channels_document(rows_json: str, *, padding: int = 0) -> bytes:
+    """The /channels body: each channel row as a document with the fields a GUI shows (and, for
+    regression demonstrations, a `padding` field of that many bytes more)."""
     rows = json.loads(rows_json)
     top_votes = max((row[7] for row in rows), default=0) or 1
     channels = []
@@ -124,7 +125,10 @@ def channels_document(rows_json: str) -> bytes:
         channel["state"] = "spam" if channel["spam"] else (
             "subscribed" if channel["subscribed"] else "discovered")
         channels.append(channel)
-    return json.dumps({"channels": channels}, separators=(",", ":")).encode()
+    document: dict[str, Any] = {"channels": channels}
+    if padding > 0:  # `,"padding":""` are 13 bytes of their own
+        document["padding"] = "-" * max(0, padding - 13)
+    return json.dumps(document, separators=(",", ":")).encode()
 
 
 def _size_text(size: int) -> str:

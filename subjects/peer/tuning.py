@@ -1,8 +1,8 @@
 """Knobs a test commit may turn to make the peer slower on purpose (regression demonstrations).
 
-The first three are 0 in a healthy peer. The harness' own tests change them to check that a regression is
-caught (CPU per /channels request, bytes written per request to the access log) or that a log
-line more per request is shown and not gated.
+The first four are 0 in a healthy peer. The harness' own tests and benches change them to check
+that a regression is caught (CPU per /channels request, bytes written per request to the access
+log, bytes of every /channels response) or that a log line more per request is shown and not gated.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import hashlib
 CHANNELS_EXTRA_WORK = 0  # iterations of a hash loop per /channels request
 ACCESS_LOG_PADDING = 0  # extra bytes appended to each line of state_dir/access.log
 ACCESS_LOG_EXTRA_LINES = 0  # more lines (a debug line each) per request in state_dir/access.log
+CHANNELS_PADDING = 0  # extra bytes in every /channels response (a "padding" field)
 
 SYNC_BATCH = 3000  # records per request to a peer, committed (fsync) as one transaction
 SYNC_PER_ROUND = 3000  # records pulled from one peer per sync round, at most

@@ -44,6 +44,14 @@ def test_channels_document_adds_display_fields(conn):
     assert first["updated_at"].endswith("+00:00")
 
 
+@pytest.mark.parametrize("padding", [13, 100, 12_345])
+def test_channels_padding_adds_exactly_that_many_bytes(conn, padding):
+    rows = store.channel_rows_json(conn)
+    plain, padded = api.channels_document(rows), api.channels_document(rows, padding=padding)
+    assert len(padded) - len(plain) == padding
+    assert json.loads(padded)["channels"] == json.loads(plain)["channels"]
+
+
 def test_records_pulled_from_one_peer_are_stored_by_another(conn, fresh):
     batch = json.loads(json.dumps(store.records_since(conn, 0, 120)))  # as if sent over HTTP
     assert len(batch["torrents"]) == 120
