@@ -968,9 +968,17 @@ def _resolution(metrics: list[MetricComparison]) -> str:
                     key=lambda m: m.detectable if m.detectable is not None else math.inf)
     if not timing:
         return ""
-    parts = [f"+-{m.detectable:.1%} ({m.key})" if m.detectable is not None
-             and math.isfinite(m.detectable) else f"none yet ({m.key})" for m in timing[:4]]
-    return "; timing resolution " + ", ".join(parts)
+    return "; timing resolution " + ", ".join(_resolution_of(m) for m in timing[:4])
+
+
+def _resolution_of(m: MetricComparison) -> str:
+    """A metric's smallest detectable change; at an early look, where the exact test cannot yet
+    reach its level, a metric found unchanged is resolved as far as its interval reaches."""
+    if m.detectable is not None and math.isfinite(m.detectable):
+        return f"+-{m.detectable:.1%} ({m.key})"
+    if m.verdict == "unchanged" and m.ci_low is not None and m.ci_high is not None:
+        return f"within +-{max(abs(m.ci_low), abs(m.ci_high)):.1%} ({m.key}, its interval)"
+    return f"none yet ({m.key})"
 
 
 def _headline(overall: Overall, metrics: list[MetricComparison], facts: _Facts) -> str:

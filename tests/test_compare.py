@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
@@ -430,6 +432,18 @@ def test_identical_code_in_a_paired_session_passes_with_timings_resolution():
     assert "timing resolution +-" in comparison.headline
     timing = by_key(comparison)["cpu_per_request"]
     assert timing.paired and "sign-flip" in timing.evidence and "max-T" in timing.evidence
+
+
+def test_an_early_unchanged_timing_metric_is_resolved_by_its_interval_not_none_yet():
+    from harness.compare import _resolution
+
+    timing = by_key(compare(*session(11, 8, offset_sd=0.05, pair_sd=0.08, paired=True)))
+    early = dataclasses.replace(timing["cpu_per_request"], detectable=math.inf,
+                                verdict="unchanged", ci_low=-0.031, ci_high=0.024)
+    assert _resolution([early]) == ("; timing resolution within +-3.1% "
+                                    "(cpu_per_request, its interval)")
+    open_ = dataclasses.replace(early, verdict="inconclusive")
+    assert _resolution([open_]) == "; timing resolution none yet (cpu_per_request)"
 
 
 def test_timing_alone_that_cannot_decide_stays_inconclusive():
