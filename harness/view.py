@@ -700,6 +700,44 @@ def _query_cause(details: dict[str, Any], worse: bool) -> str | None:
     return None
 
 
+# blocking on the event loop (probes.loops): which kinds of blocking call a loop counter counts
+LOOP_KINDS: dict[str, tuple[str, ...] | None] = {
+    "loop_queries_per_request": ("sqlite",),
+    "loop_file_bytes_per_request": ("file_read", "file_write"),
+    "loop_blocking_calls_per_request": None,  # every kind
+    "loop_blocking_max": None,
+}
+LOOP_KIND_NAMES = {"sqlite": "statement", "file_read": "file read", "file_write": "file write"}
+
+
+def _loop_cause(details: dict[str, Any], metric: str, worse: bool) -> str | None:
+    """The blocking call site on the event loop whose calls per request moved most in the
+    finding's direction: 'statement on the event loop at store.py:113 channel_rows_json: 1 → 0
+    per request'."""
+    if metric not in LOOP_KINDS:
+        return None
+    kinds = LOOP_KINDS[metric]
+    blocking = details.get("blocking") or {}
+    per_side: dict[str, dict[tuple[str, str, str], float]] = {}
+    for side in ("baseline", "candidate"):
+        sites = (blocking.get(side) or {}).get("sites") or []
+        per_side[side] = {(str(s.get("kind", "")), str(s.get("where", "")), str(s.get("via", ""))):
+                          float(s.get("calls_per_request") or 0.0) for s in sites
+                          if kinds is None or s.get("kind") in kinds}
+    keys = set(per_side["baseline"]) | set(per_side["candidate"])
+    moves = [(per_side["candidate"].get(k, 0.0) - per_side["baseline"].get(k, 0.0), k)
+             for k in keys]
+    moves = [(change, k) for change, k in moves if change and (change > 0) == worse]
+    if not moves:
+        return None
+    _, (kind, where, via) = max(moves, key=lambda item: (abs(item[0]), item[1]))
+    before, after = per_side["baseline"].get((kind, where, via), 0.0), per_side["candidate"].get(
+        (kind, where, via), 0.0)
+    name = LOOP_KIND_NAMES.get(kind, kind.replace("_", " "))
+    return (f"{name} on the event loop at {where}" + (f" via {via}" if via else "")
+            + f": {before:.3g} → {after:.3g} per request")
+
+
 def _function_cause(details: dict[str, Any], key: str, endpoint: str | None, worse: bool,
                     what: str) -> str | None:
     """The function whose cost per request moved most in the finding's direction."""
@@ -772,6 +810,7 @@ def findings(comparison: Comparison) -> list[Finding]:
                 used.add(cause)
         elif m.metric not in NO_QUERY_CAUSE:
             for cause in (
+                _loop_cause(details, m.metric, worse),
                 _query_cause(details, worse),
                 _function_cause(details, "python_functions", endpoint, worse, "Python function"),
                 _function_cause(details, "functions", endpoint, worse, "C function"),

@@ -326,3 +326,22 @@ def test_a_rewritten_query_is_one_changed_row_not_one_removed_and_one_added():
     comparison = replace(comparisons.comparison(), details={"queries": {"changes": rows}})
     (finding, *_) = view.findings(comparison)
     assert "replaced by SELECT * FROM torrents" in finding.causes[0]
+
+
+def test_a_loop_counter_finding_names_the_call_site_that_left_the_loop():
+    from harness import view
+
+    def side(*sites):
+        return {"sites": [{"kind": k, "where": w, "via": "", "calls_per_request": c}
+                          for k, w, c in sites]}
+
+    details = {"blocking": {
+        "baseline": side(("sqlite", "app/store.py:113 rows", 1.0),
+                         ("file_write", "app/api.py:78 log", 1.0)),
+        "candidate": side(("file_write", "app/api.py:78 log", 1.0))}}
+    assert view._loop_cause(details, "loop_queries_per_request", worse=False) == (
+        "statement on the event loop at app/store.py:113 rows: 1 → 0 per request")
+    assert view._loop_cause(details, "loop_queries_per_request", worse=True) is None
+    assert view._loop_cause(details, "latency_mean", worse=False) is None
+    only_files = view._loop_cause(details, "loop_file_bytes_per_request", worse=False)
+    assert only_files is None  # the log write stayed: no file call moved
