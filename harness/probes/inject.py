@@ -163,59 +163,57 @@ def mark_measuring(data_dirs: Iterable[Path], timeout: float = MARK_TIMEOUT) -> 
     those that did not (their counts then include the warm-up). Directories without probes are
     left alone.
     """
-    waiting: dict[Path, set[int]] = {}
-    for directory in (Path(d) for d in data_dirs):
-        hooks = list(directory.glob("hook-*.json"))
-        if not hooks:
-            continue
-        pids = set()
-        for hook in hooks:
-            try:
-                pids.add(int(hook.stem.split("-", 1)[1]))
-            except ValueError:
-                continue
-        for stale in directory.glob("measuring-*.json"):
-            stale.unlink()
-        # atomically (a rename): a half-written mark seen twice would reset the counts twice
-        atomic_write_json(directory / MARK, {"at": time.time()})
-        waiting[directory] = {pid for pid in pids if _alive(pid)}
-    end = time.monotonic() + timeout
-    while True:
-        for directory, pids in waiting.items():
-            pids.difference_update(
-                int(p.stem.split("-", 1)[1]) for p in directory.glob("measuring-*.json"))
-            pids.intersection_update({pid for pid in pids if _alive(pid)})
-        if not any(waiting.values()) or time.monotonic() >= end:
-            break
-        time.sleep(0.02)
+    waiting = {directory: _ask(directory, MARK, "measuring")
+               for directory in (Path(d) for d in data_dirs)
+               if any(directory.glob("hook-*.json"))}
     return [f"probes: process {pid} ({directory}) did not start measuring afresh within "
             f"{timeout:g} s, so its counts include the warm-up." for directory, pids in
-            waiting.items() for pid in sorted(pids)]
+            _await_answers(waiting, "measuring", timeout).items() for pid in sorted(pids)]
 
 
 def flush_probes(data_dir: Path, timeout: float = MARK_TIMEOUT) -> list[str]:
     """Have every live probed process under `data_dir` write its counts so far, now; waits (up
     to `timeout`) for each to say so and returns warnings for those that did not."""
     directory = Path(data_dir)
+    waiting = {directory: _ask(directory, FLUSH, "flushed")}
+    return [f"probes: process {pid} ({directory}) did not write its counts within {timeout:g} s "
+            f"of being asked; they are left out."
+            for pid in sorted(_await_answers(waiting, "flushed", timeout)[directory])]
+
+
+def _pids(directory: Path, prefix: str) -> set[int]:
+    """The process ids named by `directory`'s PREFIX-PID.json files."""
     pids = set()
-    for hook in directory.glob("hook-*.json"):
+    for path in directory.glob(f"{prefix}-*.json"):
         try:
-            pids.add(int(hook.stem.split("-", 1)[1]))
+            pids.add(int(path.stem.split("-", 1)[1]))
         except ValueError:
             continue
-    for stale in directory.glob("flushed-*.json"):
+    return pids
+
+
+def _ask(directory: Path, request: str, answer: str) -> set[int]:
+    """Write the request file (atomically, a rename: a half-written request seen twice would be
+    acted on twice) after clearing earlier answers; the live probed processes to wait for."""
+    pids = _pids(directory, "hook")  # the processes probed when asked
+    for stale in directory.glob(f"{answer}-*.json"):
         stale.unlink()
-    atomic_write_json(directory / FLUSH, {"at": time.time()})  # a new file: a new stamp
-    waiting = {pid for pid in pids if _alive(pid)}
+    atomic_write_json(directory / request, {"at": time.time()})  # a new file: a new stamp
+    return {pid for pid in pids if _alive(pid)}
+
+
+def _await_answers(waiting: dict[Path, set[int]], answer: str,
+                   timeout: float) -> dict[Path, set[int]]:
+    """Wait (up to `timeout`) until each process has written its ANSWER-PID.json or died; the
+    processes that did neither, per directory."""
     end = time.monotonic() + timeout
-    while waiting and time.monotonic() < end:
-        waiting.difference_update(
-            int(p.stem.split("-", 1)[1]) for p in directory.glob("flushed-*.json"))
-        waiting.intersection_update({pid for pid in waiting if _alive(pid)})
-        if waiting:
-            time.sleep(0.02)
-    return [f"probes: process {pid} ({directory}) did not write its counts within {timeout:g} s "
-            f"of being asked; they are left out." for pid in sorted(waiting)]
+    while True:
+        for directory, pids in waiting.items():
+            pids.difference_update(_pids(directory, answer))
+            pids.intersection_update({pid for pid in pids if _alive(pid)})
+        if not any(waiting.values()) or time.monotonic() >= end:
+            return waiting
+        time.sleep(0.02)
 
 
 def _read(path: Path, warnings: list[str]) -> Any:
