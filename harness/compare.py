@@ -800,6 +800,7 @@ def judge_all(
 
 
 DRIVER_LAG = "the load driver fell behind"
+JMETER_LAG = "JMeter fell behind"
 BUSY_CPU = 0.5  # CPU seconds per second of the subject's tree: busy, not idle, while lagging
 
 
@@ -821,35 +822,63 @@ def _round_name(side: str, rnd: Round) -> str:
     return f"{side} round {rnd.index} (instance {rnd.instance}{step})"
 
 
+def _driver_lag(reason: str) -> bool:
+    return reason.startswith(DRIVER_LAG) or reason.startswith(JMETER_LAG)
+
+
+def _bad_requests(rnd: Round) -> int:
+    """Requests that failed or got an error status (the summary's count where no log is kept)."""
+    log = rnd.requests
+    if not len(log):
+        return int(rnd.summary.get("errors") or 0)
+    return sum(1 for s, e in zip(log.status, log.error, strict=True)
+               if e is not None or not 0 < s < 400)
+
+
+def round_failure(rnd: Round, *, max_error_rate: float) -> tuple[str, str] | None:
+    """Whose fault a failed round is: ("overloaded", why) when the subject could not sustain the
+    rate (too many failed requests, or a driver held up while the subject was busy or failing),
+    ("broken", why) when the harness got it wrong (a driver lagging beside an idle subject, or
+    anything else marked invalid); None for a good round."""
+    total = len(rnd.requests)
+    bad = _bad_requests(rnd)
+    reason = rnd.invalid_reason or ""
+    cpu = rnd.summary.get("cpu_seconds")
+    busy = (cpu is not None and rnd.duration > 0 and cpu / rnd.duration >= BUSY_CPU) or bad > 0
+    if total and bad / total > max_error_rate:
+        return "overloaded", (f"{bad} of {total} requests failed ({bad / total:.1%}, "
+                              f"limit {max_error_rate:.1%})")
+    if rnd.valid:
+        return None
+    if _driver_lag(reason) and busy:
+        return "overloaded", f"the subject did not keep up ({reason})"
+    return "broken", reason or "marked invalid"
+
+
+def harness_lag(rnd: Round, *, max_error_rate: float) -> bool:
+    """The one harness failure a re-run of the round can mend: the load driver fell behind its
+    schedule while the subject sat idle and answered every request (the agent's other load took
+    the driver's core). A perf session runs such a round again instead of losing the session."""
+    failure = round_failure(rnd, max_error_rate=max_error_rate)
+    return failure is not None and failure[0] == "broken" and _driver_lag(rnd.invalid_reason or "")
+
+
 def failures(results: Results, side: str, *, max_error_rate: float) -> Failures:
     """Sort a side's failed rounds into the subject's (overload) and the harness' (broken)."""
-    overloaded, broken = [], []
+    overloaded: list[str] = []
+    broken: list[str] = []
     requests = errors = timeouts = 0
     for rnd in results.rounds:
         log = rnd.requests
         failed = [e for e in log.error if e is not None] if len(log) else []
-        bad = (sum(1 for s, e in zip(log.status, log.error, strict=True)
-                   if e is not None or not 0 < s < 400) if len(log) else 0)
-        if not len(log):
-            bad = int(rnd.summary.get("errors") or 0)
         requests += len(log)
-        errors += bad
+        errors += _bad_requests(rnd)
         timeouts += sum(1 for e in failed if "timeout" in e.lower())
-        total = len(log)
-        over = bool(total) and bad / total > max_error_rate
-        reason = rnd.invalid_reason or ""
-        cpu = rnd.summary.get("cpu_seconds")
-        busy = (cpu is not None and rnd.duration > 0 and cpu / rnd.duration >= BUSY_CPU) or bad > 0
-        name = _round_name(side, rnd)
-        if over:
-            overloaded.append(f"{name}: {bad} of {total} requests failed ({bad / total:.1%}, "
-                              f"limit {max_error_rate:.1%})")
-        elif rnd.valid:
-            continue
-        elif reason.startswith(DRIVER_LAG) and busy:
-            overloaded.append(f"{name}: the subject did not keep up ({reason})")
-        else:
-            broken.append(f"{name}: {reason or 'marked invalid'}")
+        failure = round_failure(rnd, max_error_rate=max_error_rate)
+        if failure is not None:
+            kind, why = failure
+            (overloaded if kind == "overloaded" else broken).append(
+                f"{_round_name(side, rnd)}: {why}")
     return Failures(requests, errors, timeouts, tuple(overloaded), tuple(broken))
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from harness import stats
-from harness.compare import ALPHA, Comparison, Design, compare
+from harness.compare import ALPHA, MAX_ERROR_RATE, Comparison, Design, compare, harness_lag
 from harness.errors import ConfigError
 from harness.experiment import Experiment, load_experiment
 from harness.instructions import InstructionTier
@@ -38,6 +38,7 @@ DEFAULT_EXPERIMENT = Path("experiments") / "api-quick.toml"
 TIMING = "timing"
 INSTRUCTION_RUNS = 2  # per side: the instruction counts' own spread is measured
 MAX_PAIRS = 40  # the most pairs a plan looks at, however long the budget
+RERUNS = 2  # rounds per session run again after the driver lagged beside an idle subject
 T = TypeVar("T")
 
 
@@ -76,6 +77,7 @@ class Session:
         self.round_seconds: list[float] = []
         self.planned_pairs = 0  # set by run_session: the first pairs, then the plan's
         self.instructions: dict[str, dict | None] = {label: None for label in self.labels}
+        self.reruns: list[str] = []  # one line per round left out and run again
 
     def count_instructions(self, *, time_left: Callable[[], float] = lambda: float("inf")) -> None:
         """The instruction tier: once per side, then a second time per side so the counts' own
@@ -124,19 +126,40 @@ class Session:
         started = time.monotonic()
         pair = len(self.pair_seconds) + 1
         for label in pair_order(self.rng, self.labels):
-            side = self.sides[label]
-            for step in rate_steps(side.experiment):
-                index = len(self.order)
-                self.order.append(label)
-                self.log(self.progress_line(index + 1, pair, planned, label, step))
-                round_started = time.monotonic()
-                self.rounds[label].extend(run_round(
-                    side.experiment, index=index, side=label, step=step,
-                    work_dir=self.work_dir / f"round-{index:03d}-{label}",
-                    project_root=side.checkout.root, python=side.checkout.python,
-                ))
-                self.round_seconds.append(time.monotonic() - round_started)
+            for step in rate_steps(self.sides[label].experiment):
+                self.rounds[label].extend(self._measured_round(label, step, pair, planned))
         self.pair_seconds.append(time.monotonic() - started)
+
+    def _measured_round(self, label: str, step: float | None, pair: int,
+                        planned: str) -> list[Round]:
+        """One round of a side; run again, at most RERUNS times a session, when its load driver
+        fell behind while the subject sat idle (`harness_lag`): that is the agent's load on the
+        harness, not a measurement of either side, and the round's place in its pair is kept. A
+        round that fails any other way is kept as it is, for the verdict to judge."""
+        side = self.sides[label]
+        limit = _max_error_rate(side.experiment)
+        while True:
+            index = len(self.order)
+            self.order.append(label)
+            self.log(self.progress_line(index + 1, pair, planned, label, step))
+            round_started = time.monotonic()
+            rounds = run_round(side.experiment, index=index, side=label, step=step,
+                               work_dir=self.work_dir / f"round-{index:03d}-{label}",
+                               project_root=side.checkout.root, python=side.checkout.python)
+            self.round_seconds.append(time.monotonic() - round_started)
+            lagged = [r for r in rounds if harness_lag(
+                r, max_error_rate=MAX_ERROR_RATE if limit is None else limit)]
+            if not lagged or len(self.reruns) >= RERUNS:
+                return rounds
+            note = (f"load driver: {label} round {index} was left out and run again: "
+                    f"{lagged[0].invalid_reason} while the subject was idle (the agent's other "
+                    f"load, not either side; {len(self.reruns) + 1} of at most {RERUNS} re-runs)")
+            self.reruns.append(note)
+            self.log(note)
+
+    def reruns_of(self, label: str) -> list[str]:
+        """The re-run notes of one side's rounds (its results.json warnings)."""
+        return [note for note in self.reruns if note.startswith(f"load driver: {label} round ")]
 
     def progress_line(self, number: int, pair: int, planned: str, label: str,
                       step: float | None) -> str:
@@ -156,8 +179,9 @@ class Session:
         session = {**results.session, "mode": "interleaved", "seed": self.seed,
                    "order": list(self.order),
                    "max_error_rate": _max_error_rate(side.experiment), **extra,
-                   "code": side.checkout.describe()}
+                   "code": side.checkout.describe(), "reruns": list(self.reruns)}
         return dataclasses.replace(results, session=session,
+                                   warnings=results.warnings + tuple(self.reruns_of(label)),
                                    instructions=self.instructions[label])
 
 

@@ -355,6 +355,29 @@ def test_both_sides_failing_or_a_starved_driver_with_an_idle_subject_is_invalid(
     assert busy.overall == "regression" and exit_code(busy) == 2
 
 
+def test_only_a_lagging_driver_beside_an_idle_subject_is_a_round_a_rerun_can_mend():
+    from harness.compare import harness_lag, round_failure
+
+    lag = "the load driver fell behind its schedule: p99 schedule lag 80.0 ms > max_lag 50.0 ms"
+    jmeter = "JMeter fell behind its constant-rate schedule: p99 lag 90.0 ms > max_lag 50.0 ms"
+    idle = loaded_round(0, side="candidate", valid=False, reason=lag, cpu=0.05)
+    assert round_failure(idle, max_error_rate=0.01)[0] == "broken"
+    assert harness_lag(idle, max_error_rate=0.01)
+    assert harness_lag(loaded_round(0, side="baseline", valid=False, reason=jmeter, cpu=0.05),
+                       max_error_rate=0.01)
+    # the subject's fault, or a harness failure a re-run would only repeat: not mended
+    busy = loaded_round(0, side="candidate", valid=False, reason=lag, cpu=0.95)
+    assert round_failure(busy, max_error_rate=0.01)[0] == "overloaded"
+    assert not harness_lag(busy, max_error_rate=0.01)
+    failing = loaded_round(0, side="candidate", valid=False, reason=lag, cpu=0.05, failed=1)
+    assert not harness_lag(failing, max_error_rate=0.01)  # a failed request: the subject's part
+    died = loaded_round(0, side="candidate", valid=False, reason="the subject exited with 1",
+                        cpu=0.05)
+    assert round_failure(died, max_error_rate=0.01) == ("broken", "the subject exited with 1")
+    assert not harness_lag(died, max_error_rate=0.01)
+    assert round_failure(loaded_round(0, side="baseline"), max_error_rate=0.01) is None
+
+
 def test_nothing_in_common_is_invalid():
     empty = make_results([make_round(0, {})])
     assert compare(empty, empty).overall == "invalid"

@@ -355,3 +355,37 @@ def test_the_session_stops_at_the_pair_after_which_an_exact_gate_failed(monkeypa
     assert len(looks) == 3 and all(design.look is None for design in looks)
     assert stop.startswith("the exact evidence decided a regression after 3 pair(s), before the "
                            "first look at 8")
+
+
+def test_a_round_whose_driver_lagged_beside_an_idle_subject_runs_again_and_keeps_its_pair(
+        monkeypatch, tmp_path):
+    from harness.results import Round
+
+    lag = "the load driver fell behind its schedule: p99 schedule lag 53.2 ms > max_lag 50.0 ms"
+    lagging = {2, 5, 6}  # calls whose driver lags (the third would exceed perf.RERUNS)
+
+    def run_round(experiment, *, index, side, step, work_dir, project_root, python):
+        bad = index in lagging
+        return [Round(index=index, side=side, instance=1, step=step, started_at="", duration=5.0,
+                      valid=not bad, invalid_reason=lag if bad else None,
+                      summary={"cpu_seconds": 0.1, "errors": 0.0})]
+
+    monkeypatch.setattr(perf, "run_round", run_round)
+    monkeypatch.setattr(perf, "rate_steps", lambda experiment: [None])
+    logged = []
+    session = perf.Session(_fake_sides(tmp_path), work_dir=tmp_path, seed=1, log=logged.append)
+    for _ in range(3):
+        session.run_pair()
+    # rounds 2 and 5 were left out and run again (as 3 and 6); 6 lagged too and, with no re-run
+    # left, stays in the session as it is for the verdict to judge
+    kept = sorted(r.index for side in session.rounds.values() for r in side)
+    assert kept == [0, 1, 3, 4, 6, 7] and len(session.order) == 8
+    assert all(len(side) == 3 for side in session.rounds.values())  # every pair still whole
+    assert len(session.reruns) == perf.RERUNS == 2
+    assert session.reruns[0].startswith("load driver: ") and "round 2 was left out" in \
+        session.reruns[0] and "53.2 ms" in session.reruns[0]
+    assert any("run again" in line for line in logged)
+    label = next(r.side for side in session.rounds.values() for r in side if r.index == 3)
+    other = next(side for side in session.labels if side != label)
+    assert session.reruns[0] in session.reruns_of(label)  # the warning goes with its side
+    assert session.reruns[0] not in session.reruns_of(other)
