@@ -151,9 +151,10 @@ class Session:
                 r, max_error_rate=MAX_ERROR_RATE if limit is None else limit)]
             if not lagged or len(self.reruns) >= RERUNS:
                 return rounds
-            note = (f"load driver: {label} round {index} was left out and run again: "
-                    f"{lagged[0].invalid_reason} while the subject was idle (the agent's other "
-                    f"load, not either side; {len(self.reruns) + 1} of at most {RERUNS} re-runs)")
+            note = (f"load driver: {label} round {index} was left out and run again "
+                    f"({len(self.reruns) + 1} of at most {RERUNS} re-runs): its driver fell "
+                    f"behind while the subject sat idle, so the agent's other load was measured, "
+                    f"not either side: {lagged[0].invalid_reason}")
             self.reruns.append(note)
             self.log(note)
 
@@ -295,7 +296,8 @@ def run_session(
     """`pairs` interleaved pairs, then one look per further pair up to the plan that the budget
     (the whole session's wall time, counted from `started`) allows; alpha spent across looks.
     After each of the first pairs the session stops if the exact evidence already decided a
-    regression (`decided_exactly`)."""
+    regression (`decided_exactly`), or the comparison is already invalid or refused (a round the
+    harness could not measure, after its re-runs; environments that differ): both are final."""
     session = Session(sides, work_dir=work_dir, seed=seed, log=log)
     session.count_instructions(time_left=lambda: budget - (time.monotonic() - started))
     session.planned_pairs = pairs
@@ -318,6 +320,10 @@ def run_session(
                 return baseline, candidate, comparison, (
                     f"the exact evidence decided a regression after {done} pair(s), before "
                     f"the first look at {pairs}: more timing pairs cannot change the verdict")
+            if comparison.overall in ("invalid", "refused"):
+                return baseline, candidate, comparison, (
+                    f"{comparison.overall} after {done} pair(s), before the first look at "
+                    f"{pairs}: more pairs cannot mend what made it so")
     pace = max(session.pair_seconds)
     plan = plan_pairs(pairs, pair_seconds=pace, remaining=budget - (time.monotonic() - started))
     session.planned_pairs = plan.planned

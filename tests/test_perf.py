@@ -389,3 +389,27 @@ def test_a_round_whose_driver_lagged_beside_an_idle_subject_runs_again_and_keeps
     other = next(side for side in session.labels if side != label)
     assert session.reruns[0] in session.reruns_of(label)  # the warning goes with its side
     assert session.reruns[0] not in session.reruns_of(other)
+
+
+def test_an_invalid_comparison_ends_the_session_at_once_it_cannot_be_mended(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    looks = []
+
+    def run_pair(self, planned=""):
+        self.pair_seconds.append(10.0)
+
+    def judged(baseline, candidate, design):
+        looks.append(design)
+        return SimpleNamespace(overall="invalid" if len(looks) >= 2 else "inconclusive",
+                               metrics=(_metric("counter", "unchanged"),))
+
+    monkeypatch.setattr(perf.Session, "count_instructions", lambda self, time_left: None)
+    monkeypatch.setattr(perf.Session, "run_pair", run_pair)
+    monkeypatch.setattr(perf.Session, "results", lambda self, label, extra: extra)
+    monkeypatch.setattr(perf, "compare", judged)
+    *_, comparison, stop = perf.run_session(_fake_sides(tmp_path), pairs=8, budget=300.0, seed=1,
+                                            work_dir=tmp_path, started=0.0, log=lambda line: None)
+    assert comparison.overall == "invalid" and len(looks) == 2
+    assert stop == ("invalid after 2 pair(s), before the first look at 8: more pairs cannot mend "
+                    "what made it so")
