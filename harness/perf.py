@@ -141,7 +141,9 @@ class Session:
         while True:
             index = len(self.order)
             self.order.append(label)
-            self.log(self.progress_line(index + 1, pair, planned, label, step))
+            # a re-run takes the place of the round it replaces in the count
+            self.log(self.progress_line(index + 1 - len(self.reruns), pair, planned, label,
+                                        step))
             round_started = time.monotonic()
             rounds = run_round(side.experiment, index=index, side=label, step=step,
                                work_dir=self.work_dir / f"round-{index:03d}-{label}",

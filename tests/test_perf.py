@@ -385,6 +385,9 @@ def test_a_round_whose_driver_lagged_beside_an_idle_subject_runs_again_and_keeps
     assert session.reruns[0].startswith("load driver: ") and "round 2 was left out" in \
         session.reruns[0] and "53.2 ms" in session.reruns[0]
     assert any("run again" in line for line in logged)
+    numbers = [line.split(" of ")[0] for line in logged if line.startswith("round ")]
+    assert numbers == ["round 1", "round 2", "round 3", "round 3", "round 4", "round 5",
+                       "round 5", "round 6"]  # a re-run is counted in its round's place
     label = next(r.side for side in session.rounds.values() for r in side if r.index == 3)
     other = next(side for side in session.labels if side != label)
     assert session.reruns[0] in session.reruns_of(label)  # the warning goes with its side
