@@ -533,12 +533,19 @@ def binomial_excess_p(errors_a: int, requests_a: int, errors_b: int, requests_b:
     requests_b / (requests_a + requests_b) when both fail at the same rate.
     """
     total = errors_a + errors_b
-    if total == 0 or requests_a + requests_b == 0:
+    if total == 0 or requests_a + requests_b == 0 or errors_b == 0:
         return 1.0
     share = requests_b / (requests_a + requests_b)
-    return float(min(1.0, math.fsum(
-        math.comb(total, k) * share**k * (1 - share) ** (total - k)
-        for k in range(errors_b, total + 1))))
+    if share >= 1.0:  # side a sent nothing: every failure is b's by construction
+        return 1.0
+    if share <= 0.0:  # failures counted where no request was: b fails more than any rate gives
+        return 0.0
+    # in logs: with thousands of failures the coefficients overflow a float
+    logs = [math.lgamma(total + 1) - math.lgamma(k + 1) - math.lgamma(total - k + 1)
+            + k * math.log(share) + (total - k) * math.log1p(-share)
+            for k in range(errors_b, total + 1)]
+    top = max(logs)
+    return float(min(1.0, math.exp(top) * math.fsum(math.exp(v - top) for v in logs)))
 
 
 # ---------------------------------------------------------------------------------------------

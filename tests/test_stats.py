@@ -222,6 +222,15 @@ def test_errors_exact_count_test():
     assert stats.binomial_excess_p(0, 0, 0, 0) == 1.0
 
 
+def test_errors_exact_count_test_holds_for_thousands_of_failures():
+    # a collapse in a long run: more failures than a float can hold a binomial coefficient of
+    assert stats.binomial_excess_p(500, 3000, 1500, 3000) < 1e-100
+    assert stats.binomial_excess_p(1500, 3000, 500, 3000) == pytest.approx(1.0)
+    # equal rates: the candidate's excess is a coin flip, and the tail at the middle about half
+    assert 0.45 < stats.binomial_excess_p(1000, 3000, 1000, 3000) < 0.55
+    assert stats.binomial_excess_p(0, 300, 127, 300) == pytest.approx(0.5**127)
+
+
 def test_sequential_levels_spend_alpha_mostly_at_the_end():
     levels = stats.sequential_levels(tuple(range(6, 13)), 0.01)
     assert list(levels) == sorted(levels) and levels[-1] < 0.01 < sum(levels)
