@@ -19,6 +19,7 @@ from harness.environment import fingerprint_mismatches
 from harness.errors import ConfigError, ExitCode
 from harness.files import atomic_write_json
 from harness.instructions import function_changes
+from harness.jmeter import THREADS_HELD
 from harness.metrics import METRICS, Metric
 from harness.pyfunctions import python_function_changes
 from harness.results import Results, Round
@@ -815,6 +816,7 @@ class Failures:
     timeouts: int
     overloaded: tuple[str, ...]  # one line per round the subject could not sustain
     broken: tuple[str, ...]  # one line per round the harness got wrong
+    rounds: int = 0  # rounds the side ran
 
 
 def _round_name(side: str, rnd: Round) -> str:
@@ -837,14 +839,16 @@ def _bad_requests(rnd: Round) -> int:
 
 def round_failure(rnd: Round, *, max_error_rate: float) -> tuple[str, str] | None:
     """Whose fault a failed round is: ("overloaded", why) when the subject could not sustain the
-    rate (too many failed requests, or a driver held up while the subject was busy or failing),
+    rate (too many failed requests, or a driver held up while the subject was busy, failing, or
+    holding every thread of a closed-loop driver such as JMeter),
     ("broken", why) when the harness got it wrong (a driver lagging beside an idle subject, or
     anything else marked invalid); None for a good round."""
     total = len(rnd.requests)
     bad = _bad_requests(rnd)
     reason = rnd.invalid_reason or ""
     cpu = rnd.summary.get("cpu_seconds")
-    busy = (cpu is not None and rnd.duration > 0 and cpu / rnd.duration >= BUSY_CPU) or bad > 0
+    busy = ((cpu is not None and rnd.duration > 0 and cpu / rnd.duration >= BUSY_CPU) or bad > 0
+            or THREADS_HELD in reason)
     if total and bad / total > max_error_rate:
         return "overloaded", (f"{bad} of {total} requests failed ({bad / total:.1%}, "
                               f"limit {max_error_rate:.1%})")
@@ -855,12 +859,12 @@ def round_failure(rnd: Round, *, max_error_rate: float) -> tuple[str, str] | Non
     return "broken", reason or "marked invalid"
 
 
-def harness_lag(rnd: Round, *, max_error_rate: float) -> bool:
-    """The one harness failure a re-run of the round can mend: the load driver fell behind its
-    schedule while the subject sat idle and answered every request (the agent's other load took
-    the driver's core). A perf session runs such a round again instead of losing the session."""
-    failure = round_failure(rnd, max_error_rate=max_error_rate)
-    return failure is not None and failure[0] == "broken" and _driver_lag(rnd.invalid_reason or "")
+def driver_lagged(rnd: Round) -> bool:
+    """A round whose load driver fell behind its schedule while every request was answered. The
+    agent's other load may have taken the driver's core (then the subject sat idle), or a busy
+    subject may have: only a second round tells a passing load from the subject's own. A perf
+    session runs such a round again (at most `perf.RERUNS` a session) instead of judging it."""
+    return not rnd.valid and _driver_lag(rnd.invalid_reason or "") and _bad_requests(rnd) == 0
 
 
 def failures(results: Results, side: str, *, max_error_rate: float) -> Failures:
@@ -879,7 +883,8 @@ def failures(results: Results, side: str, *, max_error_rate: float) -> Failures:
             kind, why = failure
             (overloaded if kind == "overloaded" else broken).append(
                 f"{_round_name(side, rnd)}: {why}")
-    return Failures(requests, errors, timeouts, tuple(overloaded), tuple(broken))
+    return Failures(requests, errors, timeouts, tuple(overloaded), tuple(broken),
+                    rounds=len(results.rounds))
 
 
 def _error_limit(baseline: Results, candidate: Results) -> float:
@@ -890,6 +895,51 @@ def _error_limit(baseline: Results, candidate: Results) -> float:
         if isinstance(limit, (int, float)):
             return float(limit)
     return MAX_ERROR_RATE
+
+
+@dataclass(frozen=True)
+class Overload:
+    """Whether the candidate could not sustain the rate where the baseline could: `regression`
+    says so with the numbers, `unsure` when too few of its rounds failed to tell that from chance;
+    `invalid` when both sides failed most of their rounds (the rate is beyond the code on either
+    side: the experiment's to fix), `warnings` for failed rounds left out."""
+
+    regression: str | None = None
+    unsure: str | None = None
+    invalid: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+def judge_overload(base: Failures, cand: Failures, *, alpha: float) -> Overload:
+    """Exact tests, as for the error counter, of the candidate failing more than the baseline:
+    its failed requests given the requests each side sent, and its failed rounds given the rounds
+    each side ran (a lagging driver fails a round without failing a request); alpha is split
+    between the two. One round in eight with a few timeouts is what chance gives; every round
+    timing out is not."""
+    if not base.overloaded and not cand.overloaded:
+        return Overload()
+    p_requests = stats.binomial_excess_p(base.errors, base.requests, cand.errors, cand.requests)
+    p_rounds = stats.binomial_excess_p(len(base.overloaded), base.rounds, len(cand.overloaded),
+                                       cand.rounds)
+    p = min(p_requests, p_rounds)
+    counts = (f"in {len(cand.overloaded)} of {cand.rounds} round(s), the baseline in "
+              f"{len(base.overloaded)} of {base.rounds}")
+    if cand.overloaded and p < alpha / 2:
+        return Overload(regression=f"{_overload_sentence(cand, base)} ({counts}; p = {p:.2g})")
+    if (base.overloaded and cand.overloaded and 2 * len(base.overloaded) >= base.rounds
+            and 2 * len(cand.overloaded) >= cand.rounds):
+        return Overload(invalid=("both sides failed to sustain the rate: " + base.overloaded[0],
+                                 cand.overloaded[0]))
+    warnings = []
+    if base.overloaded:
+        warnings.append(f"the baseline could not sustain the rate in {len(base.overloaded)} of "
+                        f"{base.rounds} round(s); those rounds are left out: {base.overloaded[0]}")
+    if not cand.overloaded:
+        return Overload(warnings=tuple(warnings))
+    warnings.append(f"the candidate could not sustain the rate in {len(cand.overloaded)} of "
+                    f"{cand.rounds} round(s); those rounds are left out: {cand.overloaded[0]}")
+    return Overload(unsure=f"{counts}: too few to tell from chance (p = {p:.2g}); more rounds "
+                           f"would settle it", warnings=tuple(warnings))
 
 
 def _overload_sentence(fail: Failures, other: Failures) -> str:
@@ -929,6 +979,7 @@ class _Facts:
 
     invalid: list[str]
     overload: str | None
+    overload_unsure: str | None
     missing: list[str]  # gated metrics measured on one side only
     mismatches: list[str]
     allow_mismatch: bool
@@ -957,6 +1008,9 @@ def _overall(
         reasons += [f"environment differs: {m}" for m in facts.mismatches]
     if facts.overload:
         reasons.append(f"regression: the candidate could not sustain the rate: {facts.overload}")
+    if facts.overload_unsure:
+        reasons.append(f"inconclusive: the candidate could not sustain the rate "
+                       f"{facts.overload_unsure}")
     reasons += [f"regression: {_describe(m)}" for m in regressions]
     reasons += [f"inconclusive: {_describe(m)}" for m in exact_open + timing_open]
     reasons += [f"inconclusive: {key} was measured on one side only" for key in facts.missing]
@@ -978,6 +1032,8 @@ def _overall(
         overall = "refused"
     elif facts.overload or regressions:
         overall = "regression"
+    elif facts.overload_unsure:
+        overall = "inconclusive"
     elif not metrics:
         overall = "invalid"
         reasons.append("invalid: no metric was measured on both sides")
@@ -1039,6 +1095,9 @@ def _headline(overall: Overall, metrics: list[MetricComparison], facts: _Facts) 
         return (f"Failed: {worst.key} got worse by {_fmt(worst.change)} "
                 f"({worst.evidence.split(',')[0]}), beyond its {_pct(worst.min_change)} "
                 f"minimum{more}.")
+    if overall == "inconclusive" and facts.overload_unsure:
+        return (f"Inconclusive: the candidate could not sustain the rate "
+                f"{facts.overload_unsure}.")
     if overall == "inconclusive":
         unsure = [m for m in gated if m.verdict == "inconclusive"]
         names = [m.key for m in unsure if _exact(m) or not facts.design.confirmed
@@ -1099,17 +1158,9 @@ def compare(
                for side, r in (("baseline", baseline), ("candidate", candidate))
                if not r.rounds and not r.instructions]
     invalid += list(base_fail.broken + cand_fail.broken)
-    overload = None
-    if cand_fail.overloaded and base_fail.overloaded:
-        invalid += ["both sides failed to sustain the rate: " + base_fail.overloaded[0],
-                    cand_fail.overloaded[0]]
-    elif cand_fail.overloaded:
-        overload = (_overload_sentence(cand_fail, base_fail)
-                    + f" ({len(cand_fail.overloaded)} round(s) over the limit)")
-    elif base_fail.overloaded:
-        warnings.append("the baseline could not sustain the rate in "
-                        f"{len(base_fail.overloaded)} round(s) where the candidate could; those "
-                        "rounds are left out: " + base_fail.overloaded[0])
+    overload = judge_overload(base_fail, cand_fail, alpha=alpha)
+    invalid += list(overload.invalid)
+    warnings += list(overload.warnings)
     # what a load driver says about its own measurement (e.g. JMeter's closed loop) is shown
     warnings += [w for w in dict.fromkeys(baseline.warnings + candidate.warnings)
                  if w.startswith("load driver:")]
@@ -1121,8 +1172,10 @@ def compare(
     metrics = judge_all(series, series_policies(series, resolved), alpha=alpha, seed=seed,
                         design=design, pairs=pairs, covariates=covariates,
                         exposure=(_exposure(baseline), _exposure(candidate)))
-    facts = _Facts(invalid=invalid, overload=overload,
-                   missing=_missing_gated(warnings, resolved),
+    facts = _Facts(invalid=invalid, overload=overload.regression, overload_unsure=overload.unsure,
+                   # metrics on one side only because overloaded rounds were left out: said there
+                   missing=[] if overload.regression or overload.unsure
+                   else _missing_gated(warnings, resolved),
                    mismatches=fingerprint_mismatches(baseline.environment, candidate.environment),
                    allow_mismatch=allow_mismatch, design=design)
     overall, reasons, more_warnings = _overall(metrics, facts)
@@ -1138,6 +1191,7 @@ def compare(
         "correction": "max-T sign-flip (paired) / Holm (unpaired); Benjamini-Hochberg for "
                       "metrics that do not gate", "gate_fraction": GATE_FRACTION,
         "failures": {"baseline": asdict(base_fail), "candidate": asdict(cand_fail)},
+        "overload": asdict(overload),
         "covariate": {m.key: m.adjusted for m in metrics if m.adjusted is not None},
     }
     return Comparison(

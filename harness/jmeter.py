@@ -51,7 +51,7 @@ from harness.driver import (
 )
 from harness.errors import HarnessError
 from harness.experiment import Endpoint, Workload
-from harness.jtl import CLOSED_LOOP_WARNING, JtlError, read_jtl, request_log
+from harness.jtl import CLOSED_LOOP_WARNING, JtlError, Sample, read_jtl, request_log
 from harness.process import start_process, stop_process_tree
 
 DEBIAN_HOME = Path("/usr/share/jmeter")
@@ -60,6 +60,9 @@ INSTALL_HINT = ("install it: `sudo apt-get install jmeter jmeter-http` on Debian
                 "groovy for the XStream launcher), or put Apache JMeter's bin/jmeter on PATH, "
                 "or set HARNESS_JMETER to its path")
 JVM_START_ALLOWANCE = 60.0  # seconds JMeter may take beyond the planned load before it is stopped
+HELD_SHARE = 0.9  # share of the run all threads spent waiting for answers: the subject's lag
+THREADS_HELD = "threads were all waiting on the subject"  # marks a lag the subject caused
+JTL_SLACK = 0.005  # seconds of a JTL sample's end that may overlap its thread's next start
 
 # CSV JTL with a header and the columns harness.jtl reads; start time stamps in ms.
 SAVE_PROPERTIES = {
@@ -363,6 +366,26 @@ def run_jmeter(plan: Path, *, props: dict[str, str], run: JMeterRun, timeout: fl
         raise JMeterError(f"JMeter could not run {plan}: {_failure(run, code)}")
 
 
+def threads_held(samples: Sequence[Sample]) -> tuple[int, float]:
+    """The most requests JMeter had in flight at once, and the share of the run that many
+    threads spent waiting for answers (1.0: every one always waiting). JMeter's loop is closed: a
+    thread sends its next request only after the last one's answer, so when the subject answers
+    too slowly every thread waits and the schedule slips, with JMeter itself idle."""
+    if not samples:
+        return 0, 0.0
+    # JTL times are whole milliseconds, and a thread's next start is stamped apart from the last
+    # answer's elapsed time: a few ms of apparent overlap are not one more thread
+    events = sorted([(s.start, 1) for s in samples]
+                    + [(s.start + max(0.0, s.elapsed - JTL_SLACK), -1) for s in samples])
+    peak = in_flight = 0
+    for _, step in events:  # at equal times an answer (-1) comes before the next send (+1)
+        in_flight += step
+        peak = max(peak, in_flight)
+    span = max(s.start + s.elapsed for s in samples) - events[0][0]
+    waiting = sum(s.elapsed for s in samples)
+    return peak, (waiting / (peak * span) if span > 0 else 1.0)
+
+
 def _schedule_lag(starts: Sequence[float], rate: float) -> list[float]:
     """How late each send was against a constant schedule from the first send (seconds)."""
     ordered = sorted(starts)
@@ -427,8 +450,14 @@ def run_workload(
     if lag["lag_p99"] > workload.max_lag:
         reason = (f"JMeter fell behind its constant-rate schedule: p99 lag "
                   f"{lag['lag_p99'] * 1000:.1f} ms > max_lag {workload.max_lag * 1000:.1f} ms at "
-                  f"{rate:g} req/s; raise [workload] connections (JMeter threads), lower the "
-                  f"rate, or raise max_lag")
+                  f"{rate:g} req/s")
+        peak, share = threads_held(samples)
+        if share >= HELD_SHARE:
+            reason += (f"; its {peak} {THREADS_HELD} ({share:.0%} of the run): the subject "
+                       f"answered too slowly for this rate with {peak} threads")
+        else:
+            reason += ("; raise [workload] connections (JMeter threads), lower the rate, or "
+                       "raise max_lag")
     return DriverResult(log=log, duration=span, lag=lag, connections=int(props["threads"]),
                         valid=reason is None, invalid_reason=reason)
 

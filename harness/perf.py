@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from harness import stats
-from harness.compare import ALPHA, MAX_ERROR_RATE, Comparison, Design, compare, harness_lag
+from harness.compare import ALPHA, Comparison, Design, compare, driver_lagged
 from harness.errors import ConfigError
 from harness.experiment import Experiment, load_experiment
 from harness.instructions import InstructionTier
@@ -133,11 +133,12 @@ class Session:
     def _measured_round(self, label: str, step: float | None, pair: int,
                         planned: str) -> list[Round]:
         """One round of a side; run again, at most RERUNS times a session, when its load driver
-        fell behind while the subject sat idle (`harness_lag`): that is the agent's load on the
-        harness, not a measurement of either side, and the round's place in its pair is kept. A
-        round that fails any other way is kept as it is, for the verdict to judge."""
+        fell behind while every request was answered (`driver_lagged`): beside an idle subject
+        that is the agent's load on the harness, beside a busy one it may be either, and only
+        another round tells; the round's place in its pair is kept. A round that fails any other
+        way (failed requests, a dead subject), or lags again once the re-runs are spent, is kept
+        as it is, for the verdict to judge."""
         side = self.sides[label]
-        limit = _max_error_rate(side.experiment)
         while True:
             index = len(self.order)
             self.order.append(label)
@@ -149,14 +150,13 @@ class Session:
                                work_dir=self.work_dir / f"round-{index:03d}-{label}",
                                project_root=side.checkout.root, python=side.checkout.python)
             self.round_seconds.append(time.monotonic() - round_started)
-            lagged = [r for r in rounds if harness_lag(
-                r, max_error_rate=MAX_ERROR_RATE if limit is None else limit)]
+            lagged = [r for r in rounds if driver_lagged(r)]
             if not lagged or len(self.reruns) >= RERUNS:
                 return rounds
             note = (f"load driver: {label} round {index} was left out and run again "
                     f"({len(self.reruns) + 1} of at most {RERUNS} re-runs): its driver fell "
-                    f"behind while the subject sat idle, so the agent's other load was measured, "
-                    f"not either side: {lagged[0].invalid_reason}")
+                    f"behind while every request was answered, which the agent's other load "
+                    f"causes as well as a subject that cannot keep up: {lagged[0].invalid_reason}")
             self.reruns.append(note)
             self.log(note)
 
@@ -274,11 +274,16 @@ def settled(comparison: Comparison) -> bool:
 
 def decided_exactly(comparison: Comparison) -> bool:
     """The exact evidence alone already fails the build: a gated counter or instruction count is
-    a regression with its margin. More timing pairs cannot change that verdict, so a session
+    a regression with its margin, or the candidate could not sustain the rate by the exact tests
+    on its failed requests and rounds. More timing pairs cannot change that verdict, so a session
     stops here even before its first planned look (timing is then not tested: see
     `early_design`)."""
-    return comparison.overall == "regression" and any(
-        m.gate and m.kind != TIMING and m.verdict == "regression" for m in comparison.metrics)
+    if comparison.overall != "regression":
+        return False
+    if any(m.gate and m.kind != TIMING and m.verdict == "regression" for m in comparison.metrics):
+        return True
+    overload = comparison.details.get("statistics", {}).get("overload") or {}
+    return bool(overload.get("regression"))
 
 
 def early_design(first: int, alpha: float = ALPHA) -> Design:

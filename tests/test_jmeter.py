@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 import xml.etree.ElementTree as ET
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -226,6 +227,69 @@ def test_the_shipped_thesis_plan_sends_exactly_the_requests_asked_for(tmp_path, 
     assert len(result.log) == 25  # the plan's throughput controller stops at `requests`
     assert set(result.log.endpoint) == {"channels"} and set(result.log.status) == {200}
     assert result.duration > 0.5  # 25 requests at 25/s cannot all leave at once
+
+
+class _Sleeper(BaseHTTPRequestHandler):
+    """Answers every request after 0.3 s of sleep: slow, with its CPU idle (a lock, a disk)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802  # the http.server protocol
+        time.sleep(0.3)
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args) -> None:
+        del args
+
+
+@pytest.mark.integration
+@needs_jmeter
+def test_a_slow_idle_subject_that_holds_every_jmeter_thread_is_named_as_the_cause(tmp_path):
+    """20 req/s with 2 threads against 0.3 s answers: JMeter's closed loop can send at most
+    about 7/s, so its schedule slips while JMeter and the subject both idle. The round's reason
+    says the threads were all waiting on the subject, which makes it the subject's failure
+    (an overload), not the harness'."""
+    from harness.compare import round_failure
+    from harness.results import Round
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Sleeper)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    workload = Workload(endpoints=(Endpoint(path="/slow", name="slow"),), rates=(20.0,),
+                        requests=20, connections=2, driver="jmeter", max_lag=0.05)
+    try:
+        result = jmeter.run_workload(workload, port=server.server_address[1], rate=20,
+                                     requests=20, work_dir=tmp_path)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not result.valid and jmeter.THREADS_HELD in result.invalid_reason, \
+        result.invalid_reason
+    assert "its 2 threads were all waiting" in result.invalid_reason
+    rnd = Round(index=0, side="candidate", instance=1, step=None, started_at="",
+                duration=result.duration, valid=False, invalid_reason=result.invalid_reason,
+                requests=result.log, summary={"cpu_seconds": 0.01})
+    assert round_failure(rnd, max_error_rate=0.01)[0] == "overloaded"
+
+
+def test_the_share_of_the_run_jmeters_threads_waited_on_the_subject():
+    from harness.jtl import Sample
+
+    def sample(start, elapsed):
+        return Sample(start=start, elapsed=elapsed, label="x", code=200, success=True,
+                      nbytes=2, message="OK", group="")
+
+    # two threads, each sending again the moment its answer came: always both waiting
+    held = [sample(start, 0.5) for start in (0.0, 0.5, 1.0, 1.5)] \
+        + [sample(start, 0.5) for start in (0.0, 0.5, 1.0, 1.5)]
+    assert jmeter.threads_held(held) == (2, pytest.approx(1.0))
+    # quick answers far apart: the threads mostly idle, whatever made the schedule slip
+    idle = [sample(start, 0.01) for start in (0.0, 0.3, 0.6, 0.9, 1.2)]
+    peak, share = jmeter.threads_held(idle)
+    assert peak == 1 and share < 0.1
+    assert jmeter.threads_held([]) == (0, 0.0)
 
 
 def test_jmeter_runs_plain_rounds_only_not_a_scenario(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -176,6 +177,74 @@ def test_slower_channels_handler_fails_with_exit_2(clone, tmp_path):
     assert flagged & {"latency_mean", "cpu_per_request"}, flagged
 
 
+def _variant(clone: Path, name: str, workload: str) -> str:
+    """experiments/NAME.toml: the quick experiment with more [workload] keys, left uncommitted
+    (perf reads the experiment once, from this tree, for both sides)."""
+    text = QUICK.replace('warmup = "1s"\n', f'warmup = "1s"\n{workload}\n')
+    (clone / "experiments" / f"{name}.toml").write_text(text)
+    return f"experiments/{name}.toml"
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_candidate_that_collapses_under_the_rate_fails_with_exit_2_and_the_numbers(clone,
+                                                                                    tmp_path):
+    """Overload is the change's result, not the harness' fault: about 0.2 s of CPU per request
+    against 50 ms between requests, each with 1 s to be answered. The candidate's queue grows
+    until most requests time out; the baseline answers every one."""
+    experiment = _variant(clone, "collapse", 'timeout = "1s"')
+    tuning = clone / "subjects" / "peer" / "tuning.py"
+    tuning.write_text(tuning.read_text().replace("CHANNELS_EXTRA_WORK = 0",
+                                                 "CHANNELS_EXTRA_WORK = 600_000"))
+    _git(clone, "commit", "--quiet", "-m", "make /channels far too slow for the rate",
+         str(tuning.relative_to(clone)))
+    out = tmp_path / "collapse"
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "harness", "perf", experiment, "--out", str(out), "--seed", "1",
+             "--budget", "30s", "--baseline-ref", "HEAD~1"],
+            cwd=clone, capture_output=True, text=True, timeout=900,
+            env={**os.environ, "PYTHONPATH": str(clone)})
+    finally:
+        _git(clone, "reset", "--quiet", "--hard", "HEAD~1")
+        (clone / experiment).unlink()
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert verdict["overall"] == "regression", verdict
+    match = re.search(r"the candidate timed out on (\d+) of (\d+) requests; the baseline on 0 "
+                      r"of (\d+)", verdict["headline"])
+    assert match, verdict["headline"]
+    assert int(match[1]) > 0.03 * int(match[2])  # beyond the experiment's error limit
+    assert "could not sustain the rate" in proc.stdout + proc.stderr
+    # the candidate's rounds were left out as overloaded: no "measured on one side only" beside it
+    assert not any("one side only" in reason for reason in verdict["reasons"]), verdict["reasons"]
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_load_driver_starved_beside_an_idle_subject_is_invalid_with_exit_1(clone, tmp_path):
+    """The harness' own failure: a schedule lag limit no driver can keep (1 us) makes every round
+    lag while the subject idles. Two such rounds are run again, the third stays, and the session
+    ends invalid at once (exit 1), naming the driver, not the candidate."""
+    experiment = _variant(clone, "starved", 'max_lag = "0.001ms"')
+    out = tmp_path / "starved"
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "harness", "perf", experiment, "--out", str(out), "--seed", "1",
+             "--budget", "30s", "--baseline-ref", "HEAD"],
+            cwd=clone, capture_output=True, text=True, timeout=900,
+            env={**os.environ, "PYTHONPATH": str(clone)})
+    finally:
+        (clone / experiment).unlink()
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert verdict["overall"] == "invalid", verdict
+    assert "fell behind" in verdict["headline"], verdict["headline"]
+    results = json.loads((out / "baseline" / "results.json").read_text())
+    reruns = results["session"]["reruns"]
+    assert len(reruns) == perf.RERUNS and all(r.startswith("load driver: ") for r in reruns)
+
+
 @pytest.mark.slow
 @pytest.mark.integration
 def test_artifact_timing_regression_not_reproduced_on_this_agent_does_not_fail(clone, tmp_path):
@@ -306,8 +375,9 @@ def _metric(kind, verdict, gate=True):
 def test_an_exact_regression_ends_the_session_before_the_first_look_and_timing_does_not():
     from types import SimpleNamespace
 
-    def comparison(overall, *metrics):
-        return SimpleNamespace(overall=overall, metrics=metrics)
+    def comparison(overall, *metrics, overload=None):
+        return SimpleNamespace(overall=overall, metrics=metrics, details={
+            "statistics": {"overload": {"regression": overload}}})
 
     assert perf.decided_exactly(comparison("regression", _metric("counter", "regression"),
                                            _metric("timing", "inconclusive")))
@@ -318,6 +388,9 @@ def test_an_exact_regression_ends_the_session_before_the_first_look_and_timing_d
     assert not perf.decided_exactly(comparison("inconclusive",
                                                _metric("counter", "regression", gate=False)))
     assert not perf.decided_exactly(comparison("invalid", _metric("counter", "regression")))
+    # the candidate could not sustain the rate, by the exact tests on its failed requests
+    assert perf.decided_exactly(comparison("regression", _metric("timing", "inconclusive"),
+                                           overload="the candidate timed out on 80 of 80"))
 
 
 def test_checks_before_the_first_look_cannot_decide_timing():
