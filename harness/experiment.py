@@ -142,6 +142,7 @@ class Probes:
     flush_interval: float = 1.0
     project_roots: tuple[str, ...] = ()  # where the user's code lives; () = the subject's cwd
     skip_modules: tuple[str, ...] = ()  # module prefixes never named as a caller (own DB layer)
+    project_modules: tuple[str, ...] = ()  # module prefixes that are the project where installed
     blocking: bool = False  # count blocking calls on the event-loop thread
     files: bool = False  # attribute Python-level file reads/writes to files by kind
 
@@ -552,6 +553,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         Key("flush_interval", "duration", _positive_duration),
         Key("project_roots", "array of strings", _names),
         Key("skip_modules", "array of strings", _names),
+        Key("project_modules", "array of strings", _names),
         Key("blocking", "boolean", _boolean),
         Key("files", "boolean", _boolean),
     ),

@@ -555,6 +555,8 @@ def paired_changes(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "baseline_total": base_total, "baseline_calls": match.get("baseline_calls"),
             "total_change": (cand_total or 0.0) - base_total,
             "calls_change": (row.get("candidate_calls") or 0) - (match.get("baseline_calls") or 0),
+            "baseline_rows": match.get("baseline_rows"),
+            "rows_change": (row.get("candidate_rows") or 0) - (match.get("baseline_rows") or 0),
         })
     out += [r for r in rows if id(r) not in used]
     return sorted(out, key=lambda r: (-abs(float(r.get("total_change") or 0.0)),
@@ -681,16 +683,21 @@ def _split_mix(comparison: Comparison) -> set[tuple[str, float | None]]:
             and m.gate}
 
 
-def _query_cause(details: dict[str, Any], worse: bool) -> str | None:
-    """The statement whose total time moved most in the finding's direction, and its caller."""
+def _query_cause(details: dict[str, Any], worse: bool, by: str = "total") -> str | None:
+    """The statement whose total time (`by="rows"`: rows fetched) moved most in the finding's
+    direction, and its caller."""
     rows = paired_changes(list((details.get("queries") or {}).get("changes") or []))
+    if by == "rows":
+        rows = sorted(rows, key=lambda r: -abs(float(r.get("rows_change") or 0.0)))
     for row in rows:
         change = row.get("total_change") or 0.0
         calls = row.get("calls_change") or 0.0
-        moved = change if change else calls
+        fetched = row.get("rows_change") or 0.0
+        moved = fetched if by == "rows" else change if change else calls
         if (moved > 0) == worse and moved:
             caller = row.get("top_caller")
-            parts = [f"total time {_signed_seconds(change)}" if change else "",
+            parts = [f"rows fetched {_signed_count(fetched)}" if by == "rows" else "",
+                     f"total time {_signed_seconds(change)}" if change else "",
                      f"calls {_signed_count(calls)}" if calls else "",
                      f"called from {caller}" if caller else ""]
             what = (f"query {shorten(row['replaced'], 50)} replaced by "
@@ -811,7 +818,8 @@ def findings(comparison: Comparison) -> list[Finding]:
         elif m.metric not in NO_QUERY_CAUSE:
             for cause in (
                 _loop_cause(details, m.metric, worse),
-                _query_cause(details, worse),
+                _query_cause(details, worse,
+                             by="rows" if m.metric == "query_rows_per_request" else "total"),
                 _function_cause(details, "python_functions", endpoint, worse, "Python function"),
                 _function_cause(details, "functions", endpoint, worse, "C function"),
             ):

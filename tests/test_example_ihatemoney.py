@@ -52,6 +52,11 @@ def test_the_adopting_guide_experiment_runs_end_to_end(tmp_path):
     statuses = Counter(round_["requests"]["status"])
     assert set(statuses) <= {200, 201} and statuses[201] > 0, statuses  # POSTs created bills
     assert round_["summary"]["queries_per_request"] > 0  # the SQLite probe saw the ORM's queries
+    # project_modules = ["ihatemoney"]: the application from site-packages is the caller, with
+    # SQLAlchemy beside it, never SQLAlchemy alone
+    callers = [c for s in round_["probes"]["sqlite"]["statements"] for c in s["callers"]]
+    assert callers and all(c["where"].startswith("ihatemoney/") for c in callers), callers[:3]
+    assert any(c["via"].startswith("sqlalchemy/") for c in callers), callers[:3]
     for path in (folder / "out").rglob("*"):  # neither the token nor the key leak into artifacts
         if path.is_file():
             text = path.read_text(errors="replace")

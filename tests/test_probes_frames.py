@@ -47,6 +47,35 @@ def test_the_caller_is_the_first_project_frame_with_the_library_beside(project) 
     assert where == "db.py:2 run"
 
 
+def test_an_application_installed_from_pypi_is_the_project_by_its_module_name(project) -> None:
+    """The application under test installed into site-packages (ihatemoney from PyPI): its own
+    frames are the project when its package is named in project_modules; a longer skip_modules
+    prefix (its own database layer) still wins for that part."""
+    here = sys._getframe
+    site_packages = project / "venv" / "lib" / "site-packages"
+    lib = _module(site_packages / "orm" / "core.py", "orm.core",
+                  "def execute(get):\n    return get(0)\n")
+    dblayer = _module(site_packages / "shop" / "db.py", "shop.db",
+                      "def run(execute, get):\n    return execute(get)\n")
+    api = _module(site_packages / "shop" / "api.py", "shop.api",
+                  "def bills(run, execute, get):\n    return run(execute, get)\n")
+
+    def call():
+        return frames.describe(api.bills(dblayer.run, lib.execute,
+                                         lambda _: frames.site(here(1))))
+
+    frames.configure([str(project / "elsewhere")])
+    where, via = call()  # without it the whole application is a library: no frame of its own
+    assert "test_probes_frames.py:" in where and via == "orm/core.py:2 execute"
+    frames.configure([str(project / "elsewhere")], project_modules=["shop"])
+    assert call() == ("shop/db.py:2 run", "orm/core.py:2 execute")
+    frames.configure([str(project / "elsewhere")], ["shop.db"], project_modules=["shop"])
+    assert call() == ("shop/api.py:2 bills", "orm/core.py:2 execute")
+    # a prefix is a whole module name: "shopping" is not "shop"
+    frames.configure([str(project / "elsewhere")], project_modules=["sho"])
+    assert call()[0] != "shop/db.py:2 run"
+
+
 def test_without_a_project_frame_the_library_frame_stands_in(project) -> None:
     lib = _module(project / "site-packages" / "orm.py", "orm",
                   "import sys\ndef execute(site):\n    return site(sys._getframe())\n")

@@ -328,6 +328,36 @@ def test_a_rewritten_query_is_one_changed_row_not_one_removed_and_one_added():
     assert "replaced by SELECT * FROM torrents" in finding.causes[0]
 
 
+def test_a_rows_finding_names_the_statement_that_fetched_more_rows_not_the_slowest():
+    """A real case (I Hate Money with 60x the bills): the statement whose time grew most was the
+    project lookup; the rows came from the bills query. Rows per request is explained by rows."""
+    project = _change("SELECT project.id FROM project WHERE project.id = ?", 10, 10, 0.01, 0.28,
+                      "ihatemoney/models.py:524 Project.verify_token")
+    bills = _change("SELECT bill.id FROM bill WHERE bill.project_id = ?", 2, 2, 0.02, 0.09,
+                    "ihatemoney/models.py:210 Project.get_bills")
+    project.update(baseline_rows=10.0, candidate_rows=10.0, rows_change=0.0)
+    bills.update(baseline_rows=180.0, candidate_rows=12_000.0, rows_change=11_820.0)
+    details = {"queries": {"changes": [project, bills]}}
+    assert "Project.verify_token" in view._query_cause(details, worse=True)
+    cause = view._query_cause(details, worse=True, by="rows")
+    assert cause.startswith("query SELECT bill.id FROM bill") and "rows fetched +11,820" in cause
+    assert "Project.get_bills" in cause
+    assert view._query_cause(details, worse=False, by="rows") is None
+
+
+def test_statement_changes_carry_the_rows_each_side_fetched():
+    from harness.probes.breakdown import statement_changes
+
+    def row(rows):
+        return {"statement": "SELECT * FROM bill", "operation": "execute", "calls": 2.0,
+                "total": 0.1, "rows": rows, "callers": [{"where": "app.py:3 f", "via": "",
+                                                         "calls": 2.0, "total": 0.1}]}
+
+    (change,) = statement_changes([row(180.0)], [row(12_000.0)])
+    assert (change["baseline_rows"], change["candidate_rows"], change["rows_change"]) == (
+        180.0, 12_000.0, 11_820.0)
+
+
 def test_a_loop_counter_finding_names_the_call_site_that_left_the_loop():
     from harness import view
 

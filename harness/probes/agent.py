@@ -18,6 +18,7 @@ ENV_LOOP_LAG_INTERVAL = "PERF_PROBE_LOOP_LAG_INTERVAL"  # seconds between lag ti
 ENV_FLUSH_INTERVAL = "PERF_PROBE_FLUSH_INTERVAL"  # seconds between periodic writes (1.0)
 ENV_PROJECT_ROOTS = "PERF_PROBE_PROJECT_ROOTS"  # os.pathsep-separated; default: the cwd
 ENV_SKIP_MODULES = "PERF_PROBE_SKIP_MODULES"  # comma-separated module prefixes never named
+ENV_PROJECT_MODULES = "PERF_PROBE_PROJECT_MODULES"  # comma-separated prefixes: the project
 ENV_STATE_DIR = "PERF_PROBE_STATE_DIR"  # the subject's state directory (file kinds)
 KNOWN_PROBES = ("sqlite", "loop_lag", "blocking", "files")
 DEFAULTS = {ENV_LOOP_LAG_INTERVAL: 0.1, ENV_FLUSH_INTERVAL: 1.0}
@@ -76,7 +77,8 @@ def start(environ: Any = None) -> Any:
 
     roots = [r for r in environ.get(ENV_PROJECT_ROOTS, "").split(os.pathsep) if r]
     skip = [m for m in environ.get(ENV_SKIP_MODULES, "").split(",") if m.strip()]
-    frames.configure(roots, skip)
+    own = [m for m in environ.get(ENV_PROJECT_MODULES, "").split(",") if m.strip()]
+    frames.configure(roots, skip, own)
     problems: list[str] = []
     if any(n in environ.get(ENV_PROBES, "") for n in ("sqlite", "blocking", "files")):
         try:  # statements run by worker threads keep the caller that queued them

@@ -94,6 +94,10 @@ def _change_row(key: tuple[str, ...], names: tuple[str, ...], base: dict[str, An
     row.update(baseline_total=b["total"], candidate_total=c["total"],
                total_change=_clean(c["total"] - b["total"], 12), baseline_calls=b["calls"],
                candidate_calls=c["calls"], calls_change=_clean(c["calls"] - b["calls"]))
+    if "rows" in b or "rows" in c:  # rows fetched: what explains a change in rows per request
+        base_rows, cand_rows = b.get("rows", 0.0), c.get("rows", 0.0)
+        row.update(baseline_rows=base_rows, candidate_rows=cand_rows,
+                   rows_change=_clean(cand_rows - base_rows))
     return row
 
 

@@ -6,7 +6,9 @@ source file is classified once (cached by file name):
 * PROBE: the probes themselves and the modules they wrap (sqlite3): never shown;
 * LIBRARY: the standard library, site-packages / dist-packages, and modules named in
   `[probes] skip_modules` (by module-name prefix, e.g. the project's own database layer);
-* PROJECT: files under one of `[probes] project_roots` (default: the subject's working directory);
+* PROJECT: files under one of `[probes] project_roots` (default: the subject's working directory),
+  and modules named in `[probes] project_modules` wherever they are installed (the application
+  under test installed from PyPI into site-packages); the longer of two matching prefixes wins;
 * OTHER: anything else (a script outside the roots).
 
 A call site is the pair (project frame, library frame): the first PROJECT frame, and the first
@@ -39,6 +41,7 @@ class Config:
 
     roots: tuple[str, ...] = ()
     skip_modules: tuple[str, ...] = ()
+    project_modules: tuple[str, ...] = ()
     probe_dirs: tuple[str, ...] = (_here,)
 
 
@@ -56,19 +59,23 @@ def hide(module_file: str) -> None:
         _kinds.clear()
 
 
-def configure(roots: list[str] | None = None, skip_modules: list[str] | None = None) -> None:
-    """Project roots (relative ones against the working directory) and module prefixes to skip."""
+def configure(roots: list[str] | None = None, skip_modules: list[str] | None = None,
+              project_modules: list[str] | None = None) -> None:
+    """Project roots (relative ones against the working directory), module prefixes to skip, and
+    module prefixes that are the project wherever installed (the application from PyPI)."""
     cwd = os.getcwd()
     found = [os.path.abspath(os.path.join(cwd, r)) for r in (roots or []) if r] or [cwd]
     # deepest first, so a nested root wins over the one that contains it
     Config.roots = tuple(sorted({r.rstrip(os.sep) + os.sep for r in found}, key=len, reverse=True))
     Config.skip_modules = tuple(m.strip() for m in (skip_modules or []) if m.strip())
+    Config.project_modules = tuple(m.strip() for m in (project_modules or []) if m.strip())
     _kinds.clear()
     _shown.clear()
 
 
-def _skipped_module(name: str) -> bool:
-    return any(name == m or name.startswith(m + ".") for m in Config.skip_modules)
+def _prefix(name: str, prefixes: tuple[str, ...]) -> int:
+    """Length of the longest of `prefixes` that is `name` or a package holding it (0: none)."""
+    return max((len(m) for m in prefixes if name == m or name.startswith(m + ".")), default=0)
 
 
 def _classify(filename: str, module: str) -> int:
@@ -77,8 +84,10 @@ def _classify(filename: str, module: str) -> int:
     path = os.path.abspath(filename)
     if path.startswith(Config.probe_dirs):
         return PROBE
-    if module and _skipped_module(module):
-        return LIBRARY
+    if module:  # named modules first; the longer prefix wins (the app, but not its DB layer)
+        skipped, own = _prefix(module, Config.skip_modules), _prefix(module, Config.project_modules)
+        if skipped or own:
+            return LIBRARY if skipped >= own else PROJECT
     for root in Config.roots:
         # under a root, unless in a virtualenv inside it (a root may itself be an installed
         # package: the application under test installed from PyPI)

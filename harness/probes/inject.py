@@ -138,6 +138,8 @@ def probe_environment(
         env[agent.ENV_PROJECT_ROOTS] = os.pathsep.join(probes.project_roots)
     if probes.skip_modules:
         env[agent.ENV_SKIP_MODULES] = ",".join(probes.skip_modules)
+    if probes.project_modules:
+        env[agent.ENV_PROJECT_MODULES] = ",".join(probes.project_modules)
     if state_dir is None and (data_dir.parent / "state").is_dir():
         state_dir = data_dir.parent / "state"
     if state_dir is not None:
