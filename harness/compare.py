@@ -588,9 +588,14 @@ def _judge_paired_family(family: list[Series], policies: dict[str, Policy], desi
         if note is not None and note.used:
             evidence += (f"; adjusted for machine speed (the calibration removed "
                          f"{max(0.0, note.variance_removed or 0.0):.0%} of the per-pair variance)")
-        interval = (f"{_fmt(worse_est * (1 if signs[j] > 0 else -1))} "
-                    f"(one-sided bounds {_fmt(worse_low)} to {_fmt(worse_high)} worse, "
-                    f"p = {up.p_family[j]:.2g})")
+        if math.isfinite(shift.low) and math.isfinite(shift.high):
+            interval = (f"{_fmt(worse_est * (1 if signs[j] > 0 else -1))} "
+                        f"(one-sided bounds {_fmt(worse_low)} to {_fmt(worse_high)} worse, "
+                        f"p = {up.p_family[j]:.2g})")
+        else:  # too few pairs for any bound at this level: say so, not "-inf% to +inf%"
+            interval = (f"{_fmt(worse_est * (1 if signs[j] > 0 else -1))} "
+                        f"(no bound at level {design.level:.2g} from {n} pair(s), "
+                        f"p = {up.p_family[j]:.2g})")
         verdict: MetricVerdict
         if (up.p_family[j] <= design.level and worse_est >= threshold
                 and worse_low >= GATE_FRACTION * threshold):
@@ -615,7 +620,9 @@ def _judge_paired_family(family: list[Series], policies: dict[str, Policy], desi
                           else "no change detectable at this look's level")
             verdict, reason = "inconclusive", (
                 f"{interval}: the noise of {sd:.1%} per pair leaves {resolution} with {n} "
-                f"pairs{settle}")
+                f"pairs{settle}" if math.isfinite(sd) else
+                f"{interval}: one pair has no spread to judge timing by (the session stopped "
+                f"before its first look, or ran one pair)")
         base, cand = stats.median(s.baseline), stats.median(s.candidate)
         change = _rel(shift.estimate * signs[j])
         lo, hi = sorted((_rel(shift.low * signs[j]), _rel(shift.high * signs[j])))

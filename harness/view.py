@@ -443,7 +443,10 @@ def inconclusive_gated(comparison: Comparison) -> list[str]:
             continue
         needs = (f"; about {m.rounds_needed} rounds per side would settle it"
                  if m.rounds_needed else "")
-        out.append(f"{name_with_step(m)}: could only detect {format_detectable(m.detectable)}, "
+        detected = (f"could only detect {format_detectable(m.detectable)}"
+                    if m.detectable is not None and math.isfinite(m.detectable)
+                    else "not judged: too few rounds for its test")
+        out.append(f"{name_with_step(m)}: {detected}, "
                    f"minimum change that matters {format_change(m.min_change).lstrip('+')}{needs}")
     return out
 

@@ -534,3 +534,17 @@ def test_unconfirmed_timing_neither_fails_nor_passes():
     timing = [m for m in comparison.gated if m.kind == "timing"]
     assert all(m.verdict == "inconclusive" for m in timing)
     assert comparison.overall == "inconclusive"
+
+
+def test_one_pair_of_timing_says_it_was_not_judged_without_infinite_bounds():
+    """A session that stopped after its first pair on exact evidence: timing has one ratio, no
+    spread and no bound. The reason says that, not "-inf% to +inf%" or "noise of inf%"."""
+    from harness import view
+
+    base, cand = session(3, 1, shift=7.0, paired=True)
+    comparison = compare(base, cand)
+    cpu = by_key(comparison)["cpu_per_request"]
+    assert cpu.verdict == "inconclusive" and "one pair has no spread" in cpu.reason
+    assert "inf%" not in cpu.reason and "no bound at level" in cpu.reason
+    lines = [line for line in view.inconclusive_gated(comparison) if "CPU" in line]
+    assert lines and "not judged: too few rounds" in lines[0] and "n/a" not in lines[0]
