@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -949,6 +949,41 @@ def judge_overload(base: Failures, cand: Failures, *, alpha: float) -> Overload:
                            f"would settle it", warnings=tuple(warnings))
 
 
+def _overloaded_counted(results: Results, max_error_rate: float) -> Results:
+    """The side with the rounds it could not sustain counted in as measured (answered requests,
+    CPU, queries): what the report shows of a candidate whose overload is the verdict."""
+    def counted(rnd: Round) -> Round:
+        failure = round_failure(rnd, max_error_rate=max_error_rate)
+        return replace(rnd, valid=True) if failure and failure[0] == "overloaded" else rnd
+
+    return replace(results, rounds=tuple(counted(r) for r in results.rounds))
+
+
+def _no_overload_improvement(m: MetricComparison) -> MetricComparison:
+    """Beside an overload, a per-request figure of the candidate that fell is no improvement to
+    trust: its rounds count requests it never answered (fewer queries, fewer bytes written per
+    request sent). A figure that rose despite that stands."""
+    if m.verdict != "improvement":
+        return m
+    return replace(m, verdict="inconclusive", reason=(
+        f"{m.reason}; not an improvement to trust: the candidate could not sustain the rate, and "
+        f"its figures count requests it never answered"))
+
+
+def _one_sided_summary(warnings: list[str]) -> list[str]:
+    """Beside an overload, the metrics measured on one side only (no answered request, no
+    latency) in one line instead of one line each."""
+    one_sided = [w for w in warnings if "measured only in the baseline" in w
+                 or "per-endpoint results exist only in the baseline" in w]
+    keys = [w.split(":", 1)[0] for w in one_sided if "measured only in" in w]
+    if not one_sided:
+        return warnings
+    rest = [w for w in warnings if w not in one_sided]
+    shown = ", ".join(keys[:6]) + (f" and {len(keys) - 6} more" if len(keys) > 6 else "")
+    return rest + [f"measured only in the baseline, not compared: {shown or 'per-endpoint results'}"
+                   f" (the candidate's rounds could not sustain the rate)"]
+
+
 def _overload_sentence(fail: Failures, other: Failures) -> str:
     """"the candidate timed out on 127 of 300 requests; the baseline on 0 of 300"."""
     if fail.timeouts:
@@ -1157,7 +1192,6 @@ def compare(
     """
     design = design or Design(level=alpha)
     resolved = resolve_policies(candidate, policies)
-    series, warnings = collect_series(baseline, candidate)
     limit = _error_limit(baseline, candidate)
     base_fail = failures(baseline, "baseline", max_error_rate=limit)
     cand_fail = failures(candidate, "candidate", max_error_rate=limit)
@@ -1167,6 +1201,12 @@ def compare(
     invalid += list(base_fail.broken + cand_fail.broken)
     overload = judge_overload(base_fail, cand_fail, alpha=alpha)
     invalid += list(overload.invalid)
+    # a candidate that could not sustain the rate: its failed rounds are its numbers at that
+    # rate, shown beside the baseline's (the verdict is the overload's already)
+    measured = _overloaded_counted(candidate, limit) if overload.regression else candidate
+    series, warnings = collect_series(baseline, measured)
+    if overload.regression or overload.unsure:
+        warnings = _one_sided_summary(warnings)
     warnings += list(overload.warnings)
     # what a load driver says about its own measurement (e.g. JMeter's closed loop) is shown
     warnings += [w for w in dict.fromkeys(baseline.warnings + candidate.warnings)
@@ -1178,7 +1218,9 @@ def compare(
         for step in {s.step for s in series}}
     metrics = judge_all(series, series_policies(series, resolved), alpha=alpha, seed=seed,
                         design=design, pairs=pairs, covariates=covariates,
-                        exposure=(_exposure(baseline), _exposure(candidate)))
+                        exposure=(_exposure(baseline), _exposure(measured)))
+    if overload.regression:
+        metrics = [_no_overload_improvement(m) for m in metrics]
     facts = _Facts(invalid=invalid, overload=overload.regression, overload_unsure=overload.unsure,
                    # metrics on one side only because overloaded rounds were left out: said there
                    missing=[] if overload.regression or overload.unsure

@@ -784,7 +784,8 @@ def findings(comparison: Comparison) -> list[Finding]:
     """The two or three changes that matter, each with its most likely causes.
 
     Gated regressions first, then gated improvements, then reported-only regressions, each by
-    size; one per metric family and endpoint, and never a mix row whose endpoints were judged.
+    size; one per metric family and endpoint (errors: one in all), and never a mix row whose
+    endpoints were judged.
     A query, Python-function or C-function change is named as the cause of the first finding
     that moved the same way (a slower statement explains a slower endpoint, not a faster one);
     for bytes written, the file they went to (the file probe's headline).
@@ -800,7 +801,8 @@ def findings(comparison: Comparison) -> list[Finding]:
         if endpoint is not None and not m.gate and (m.metric, m.step) not in split \
                 and m.verdict == "improvement":
             continue
-        family = (_family(m), endpoint)
+        # failed requests are one finding, whichever endpoints they failed on
+        family = (_family(m), None if m.metric == "errors" else endpoint)
         if family in seen:
             continue
         seen.add(family)

@@ -329,6 +329,26 @@ def test_a_candidate_that_collapses_under_the_load_is_a_regression_with_numbers(
     assert "the candidate timed out on 127 of 300 requests; the baseline on 0 of 300" \
         in comparison.headline
     assert comparison.details["statistics"]["max_error_rate"] == 0.03
+    # the rounds it failed are its numbers at that rate: shown beside the baseline's, not dropped
+    errors = by_key(comparison)["errors"]
+    assert errors.candidate_rounds and len(errors.candidate_rounds) == 3
+    assert errors.verdict == "regression" and "127 failed of 300" in errors.reason
+    assert not any("measured only in" in w for w in comparison.warnings)
+
+
+def test_beside_an_overload_a_per_request_figure_that_fell_is_no_improvement():
+    """Seen on I Hate Money collapsing: database writes per request -70%, queries -16%, because
+    the requests it never answered count too. Those are not improvements to show."""
+    base = make_results([loaded_round(i, side="baseline") for i in range(3)])
+    collapsed = [dataclasses.replace(loaded_round(i, side="candidate", timeouts=80), summary={
+        **loaded_round(i, side="candidate", timeouts=80).summary,
+        **counter_summary(errors=80.0, queries=1.0)}) for i in range(3)]
+    comparison = compare(base, make_results(collapsed))
+    assert comparison.overall == "regression"
+    queries = by_key(comparison)["queries_per_request"]
+    assert queries.change < -0.5 and queries.verdict == "inconclusive"
+    assert "not an improvement to trust" in queries.reason
+    assert not any(m.verdict == "improvement" for m in comparison.metrics)
 
 
 def test_the_experiments_error_limit_is_the_one_the_verdict_uses():

@@ -218,6 +218,12 @@ def test_a_candidate_that_collapses_under_the_rate_fails_with_exit_2_and_the_num
     assert "could not sustain the rate" in proc.stdout + proc.stderr
     # the candidate's rounds were left out as overloaded: no "measured on one side only" beside it
     assert not any("one side only" in reason for reason in verdict["reasons"]), verdict["reasons"]
+    # the candidate's numbers at the rate it failed are in the report, beside the baseline's;
+    # what it could not measure (no answered request: no latency) is one line, not one each
+    cpu = next(m for m in verdict["metrics"] if m["key"] == "cpu_per_request")
+    assert cpu["change"] > 1.0, cpu
+    one_sided = [w for w in verdict["warnings"] if "measured only in" in w]
+    assert len(one_sided) <= 1, one_sided
 
 
 @pytest.mark.slow

@@ -375,3 +375,16 @@ def test_a_loop_counter_finding_names_the_call_site_that_left_the_loop():
     assert view._loop_cause(details, "latency_mean", worse=False) is None
     only_files = view._loop_cause(details, "loop_file_bytes_per_request", worse=False)
     assert only_files is None  # the log write stayed: no file call moved
+
+
+def test_failed_requests_are_one_finding_whichever_endpoints_they_failed_on():
+    """Seen on I Hate Money collapsing: errors, errors [bill] and errors [members] took all three
+    findings and hid the cause (rows per request +14,349% from Project.full_balance)."""
+    metrics = (comparisons.metric("errors", "regression", 0.0, 36.0),
+               comparisons.metric("errors[bill]", "regression", 0.0, 11.0),
+               comparisons.metric("errors[members]", "regression", 0.0, 13.0),
+               comparisons.metric("query_rows_per_request", "regression", 92.1, 13_305.0))
+    comparison = replace(comparisons.comparison(), metrics=metrics, details={})
+    texts = [finding.text for finding in view.findings(comparison)]
+    assert sum("errors" in text for text in texts) == 1, texts
+    assert any("rows / request" in text for text in texts), texts
