@@ -824,6 +824,7 @@ class Failures:
     overloaded: tuple[str, ...]  # one line per round the subject could not sustain
     broken: tuple[str, ...]  # one line per round the harness got wrong
     rounds: int = 0  # rounds the side ran
+    answered: int = 0  # of the overloaded rounds, those whose every request was answered (a lag)
 
 
 def _round_name(side: str, rnd: Round) -> str:
@@ -878,7 +879,7 @@ def failures(results: Results, side: str, *, max_error_rate: float) -> Failures:
     """Sort a side's failed rounds into the subject's (overload) and the harness' (broken)."""
     overloaded: list[str] = []
     broken: list[str] = []
-    requests = errors = timeouts = 0
+    requests = errors = timeouts = answered = 0
     for rnd in results.rounds:
         log = rnd.requests
         failed = [e for e in log.error if e is not None] if len(log) else []
@@ -890,8 +891,9 @@ def failures(results: Results, side: str, *, max_error_rate: float) -> Failures:
             kind, why = failure
             (overloaded if kind == "overloaded" else broken).append(
                 f"{_round_name(side, rnd)}: {why}")
+            answered += kind == "overloaded" and _bad_requests(rnd) == 0
     return Failures(requests, errors, timeouts, tuple(overloaded), tuple(broken),
-                    rounds=len(results.rounds))
+                    rounds=len(results.rounds), answered=answered)
 
 
 def _error_limit(baseline: Results, candidate: Results) -> float:
@@ -937,24 +939,38 @@ def judge_overload(base: Failures, cand: Failures, *, alpha: float) -> Overload:
             and 2 * len(cand.overloaded) >= cand.rounds):
         return Overload(invalid=("both sides failed to sustain the rate: " + base.overloaded[0],
                                  cand.overloaded[0]))
-    warnings = []
-    if base.overloaded:
-        warnings.append(f"the baseline could not sustain the rate in {len(base.overloaded)} of "
-                        f"{base.rounds} round(s); those rounds are left out: {base.overloaded[0]}")
-    if not cand.overloaded:
+    warnings = [_overload_note(side, fail) for side, fail in (("baseline", base),
+                                                               ("candidate", cand))
+                if fail.overloaded]
+    if len(cand.overloaded) == cand.answered:  # lags only: counted in, timing judges them
         return Overload(warnings=tuple(warnings))
-    warnings.append(f"the candidate could not sustain the rate in {len(cand.overloaded)} of "
-                    f"{cand.rounds} round(s); those rounds are left out: {cand.overloaded[0]}")
     return Overload(unsure=f"{counts}: too few to tell from chance (p = {p:.2g}); more rounds "
                            f"would settle it", warnings=tuple(warnings))
 
 
-def _overloaded_counted(results: Results, max_error_rate: float) -> Results:
-    """The side with the rounds it could not sustain counted in as measured (answered requests,
-    CPU, queries): what the report shows of a candidate whose overload is the verdict."""
+def _overload_note(side: str, fail: Failures) -> str:
+    """What became of a side's rounds that could not sustain the rate, when that is no verdict:
+    rounds with failed requests are left out; rounds whose driver fell behind beside the busy
+    subject, every request answered, are measurements and counted in."""
+    left = len(fail.overloaded) - fail.answered
+    parts = ([f"{left} left out (failed requests)"] if left else []) + (
+        [f"{fail.answered} counted in as measured (every request answered, latency from the "
+         f"intended send times)"] if fail.answered else [])
+    return (f"the {side} could not sustain the rate in {len(fail.overloaded)} of {fail.rounds} "
+            f"round(s): {'; '.join(parts)}: {fail.overloaded[0]}")
+
+
+def _overloaded_counted(results: Results, max_error_rate: float, *, all_of_them: bool
+                        ) -> Results:
+    """The side with rounds it could not sustain counted in as measured (answered requests,
+    CPU, queries): always those whose every request was answered (the driver fell behind beside
+    the busy subject), and with `all_of_them` every one, for a candidate whose overload is the
+    verdict (what the report shows of it)."""
     def counted(rnd: Round) -> Round:
         failure = round_failure(rnd, max_error_rate=max_error_rate)
-        return replace(rnd, valid=True) if failure and failure[0] == "overloaded" else rnd
+        if not failure or failure[0] != "overloaded":
+            return rnd
+        return replace(rnd, valid=True) if all_of_them or _bad_requests(rnd) == 0 else rnd
 
     return replace(results, rounds=tuple(counted(r) for r in results.rounds))
 
@@ -1203,8 +1219,9 @@ def compare(
     invalid += list(overload.invalid)
     # a candidate that could not sustain the rate: its failed rounds are its numbers at that
     # rate, shown beside the baseline's (the verdict is the overload's already)
-    measured = _overloaded_counted(candidate, limit) if overload.regression else candidate
-    series, warnings = collect_series(baseline, measured)
+    measured_base = _overloaded_counted(baseline, limit, all_of_them=False)
+    measured = _overloaded_counted(candidate, limit, all_of_them=bool(overload.regression))
+    series, warnings = collect_series(measured_base, measured)
     if overload.regression or overload.unsure:
         warnings = _one_sided_summary(warnings)
     warnings += list(overload.warnings)
@@ -1214,11 +1231,11 @@ def compare(
     pairs = _pairs(baseline, candidate)
     calibrated = any(r.calibration for r in baseline.rounds + candidate.rounds)
     covariates = None if pairs is None or not calibrated else {
-        step: covariate.pair_covariates(baseline, candidate, step, pairs)
+        step: covariate.pair_covariates(measured_base, measured, step, pairs)
         for step in {s.step for s in series}}
     metrics = judge_all(series, series_policies(series, resolved), alpha=alpha, seed=seed,
                         design=design, pairs=pairs, covariates=covariates,
-                        exposure=(_exposure(baseline), _exposure(measured)))
+                        exposure=(_exposure(measured_base), _exposure(measured)))
     if overload.regression:
         metrics = [_no_overload_improvement(m) for m in metrics]
     facts = _Facts(invalid=invalid, overload=overload.regression, overload_unsure=overload.unsure,
