@@ -588,14 +588,12 @@ def _judge_paired_family(family: list[Series], policies: dict[str, Policy], desi
         if note is not None and note.used:
             evidence += (f"; adjusted for machine speed (the calibration removed "
                          f"{max(0.0, note.variance_removed or 0.0):.0%} of the per-pair variance)")
-        if math.isfinite(shift.low) and math.isfinite(shift.high):
-            interval = (f"{_fmt(worse_est * (1 if signs[j] > 0 else -1))} "
-                        f"(one-sided bounds {_fmt(worse_low)} to {_fmt(worse_high)} worse, "
-                        f"p = {up.p_family[j]:.2g})")
-        else:  # too few pairs for any bound at this level: say so, not "-inf% to +inf%"
-            interval = (f"{_fmt(worse_est * (1 if signs[j] > 0 else -1))} "
-                        f"(no bound at level {design.level:.2g} from {n} pair(s), "
-                        f"p = {up.p_family[j]:.2g})")
+        # too few pairs for any bound at this level: say so, not "-inf% to +inf%"
+        bounds = (f"one-sided bounds {_fmt(worse_low)} to {_fmt(worse_high)} worse"
+                  if math.isfinite(shift.low) and math.isfinite(shift.high)
+                  else f"no bound at level {design.level:.2g} from {n} pair(s)")
+        interval = (f"{_fmt(worse_est * (1 if signs[j] > 0 else -1))} ({bounds}, "
+                    f"p = {up.p_family[j]:.2g})")
         verdict: MetricVerdict
         if (up.p_family[j] <= design.level and worse_est >= threshold
                 and worse_low >= GATE_FRACTION * threshold):
@@ -824,7 +822,10 @@ class Failures:
     overloaded: tuple[str, ...]  # one line per round the subject could not sustain
     broken: tuple[str, ...]  # one line per round the harness got wrong
     rounds: int = 0  # rounds the side ran
-    answered: int = 0  # of the overloaded rounds, those whose every request was answered (a lag)
+    # the overloaded rounds as (index, instance): every request answered (the driver lagged
+    # beside the busy subject), or some failed
+    answered: tuple[tuple[int, int], ...] = ()
+    failed: tuple[tuple[int, int], ...] = ()
 
 
 def _round_name(side: str, rnd: Round) -> str:
@@ -879,21 +880,26 @@ def failures(results: Results, side: str, *, max_error_rate: float) -> Failures:
     """Sort a side's failed rounds into the subject's (overload) and the harness' (broken)."""
     overloaded: list[str] = []
     broken: list[str] = []
-    requests = errors = timeouts = answered = 0
+    answered: list[tuple[int, int]] = []
+    failed_rounds: list[tuple[int, int]] = []
+    requests = errors = timeouts = 0
     for rnd in results.rounds:
         log = rnd.requests
         failed = [e for e in log.error if e is not None] if len(log) else []
+        bad = _bad_requests(rnd)
         requests += len(log)
-        errors += _bad_requests(rnd)
+        errors += bad
         timeouts += sum(1 for e in failed if "timeout" in e.lower())
         failure = round_failure(rnd, max_error_rate=max_error_rate)
-        if failure is not None:
-            kind, why = failure
-            (overloaded if kind == "overloaded" else broken).append(
-                f"{_round_name(side, rnd)}: {why}")
-            answered += kind == "overloaded" and _bad_requests(rnd) == 0
+        if failure is None:
+            continue
+        kind, why = failure
+        (overloaded if kind == "overloaded" else broken).append(f"{_round_name(side, rnd)}: {why}")
+        if kind == "overloaded":
+            (failed_rounds if bad else answered).append((rnd.index, rnd.instance))
     return Failures(requests, errors, timeouts, tuple(overloaded), tuple(broken),
-                    rounds=len(results.rounds), answered=answered)
+                    rounds=len(results.rounds), answered=tuple(answered),
+                    failed=tuple(failed_rounds))
 
 
 def _error_limit(baseline: Results, candidate: Results) -> float:
@@ -942,7 +948,7 @@ def judge_overload(base: Failures, cand: Failures, *, alpha: float) -> Overload:
     warnings = [_overload_note(side, fail) for side, fail in (("baseline", base),
                                                                ("candidate", cand))
                 if fail.overloaded]
-    if len(cand.overloaded) == cand.answered:  # lags only: counted in, timing judges them
+    if not cand.failed:  # lags only: counted in, timing judges them
         return Overload(warnings=tuple(warnings))
     return Overload(unsure=f"{counts}: too few to tell from chance (p = {p:.2g}); more rounds "
                            f"would settle it", warnings=tuple(warnings))
@@ -952,27 +958,24 @@ def _overload_note(side: str, fail: Failures) -> str:
     """What became of a side's rounds that could not sustain the rate, when that is no verdict:
     rounds with failed requests are left out; rounds whose driver fell behind beside the busy
     subject, every request answered, are measurements and counted in."""
-    left = len(fail.overloaded) - fail.answered
-    parts = ([f"{left} left out (failed requests)"] if left else []) + (
-        [f"{fail.answered} counted in as measured (every request answered, latency from the "
-         f"intended send times)"] if fail.answered else [])
+    parts = ([f"{len(fail.failed)} left out (failed requests)"] if fail.failed else []) + (
+        [f"{len(fail.answered)} counted in as measured (every request answered, latency from "
+         f"the intended send times)"] if fail.answered else [])
     return (f"the {side} could not sustain the rate in {len(fail.overloaded)} of {fail.rounds} "
             f"round(s): {'; '.join(parts)}: {fail.overloaded[0]}")
 
 
-def _overloaded_counted(results: Results, max_error_rate: float, *, all_of_them: bool
-                        ) -> Results:
+def _overloaded_counted(results: Results, fail: Failures, *, all_of_them: bool) -> Results:
     """The side with rounds it could not sustain counted in as measured (answered requests,
     CPU, queries): always those whose every request was answered (the driver fell behind beside
     the busy subject), and with `all_of_them` every one, for a candidate whose overload is the
     verdict (what the report shows of it)."""
-    def counted(rnd: Round) -> Round:
-        failure = round_failure(rnd, max_error_rate=max_error_rate)
-        if not failure or failure[0] != "overloaded":
-            return rnd
-        return replace(rnd, valid=True) if all_of_them or _bad_requests(rnd) == 0 else rnd
-
-    return replace(results, rounds=tuple(counted(r) for r in results.rounds))
+    counted = set(fail.answered + (fail.failed if all_of_them else ()))
+    if not counted:
+        return results
+    return replace(results, rounds=tuple(
+        replace(r, valid=True) if (r.index, r.instance) in counted else r
+        for r in results.rounds))
 
 
 def _no_overload_improvement(m: MetricComparison) -> MetricComparison:
@@ -1219,8 +1222,8 @@ def compare(
     invalid += list(overload.invalid)
     # a candidate that could not sustain the rate: its failed rounds are its numbers at that
     # rate, shown beside the baseline's (the verdict is the overload's already)
-    measured_base = _overloaded_counted(baseline, limit, all_of_them=False)
-    measured = _overloaded_counted(candidate, limit, all_of_them=bool(overload.regression))
+    measured_base = _overloaded_counted(baseline, base_fail, all_of_them=False)
+    measured = _overloaded_counted(candidate, cand_fail, all_of_them=bool(overload.regression))
     series, warnings = collect_series(measured_base, measured)
     if overload.regression or overload.unsure:
         warnings = _one_sided_summary(warnings)

@@ -38,7 +38,7 @@ DEFAULT_EXPERIMENT = Path("experiments") / "api-quick.toml"
 TIMING = "timing"
 INSTRUCTION_RUNS = 2  # per side: the instruction counts' own spread is measured
 MAX_PAIRS = 40  # the most pairs a plan looks at, however long the budget
-RERUNS = 2  # rounds per session run again after the driver lagged beside an idle subject
+RERUNS = 2  # rounds per session run again after the driver lagged, every request answered
 T = TypeVar("T")
 
 
