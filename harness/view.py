@@ -443,9 +443,12 @@ def inconclusive_gated(comparison: Comparison) -> list[str]:
             continue
         needs = (f"; about {m.rounds_needed} rounds per side would settle it"
                  if m.rounds_needed else "")
-        detected = (f"could only detect {format_detectable(m.detectable)}"
-                    if m.detectable is not None and math.isfinite(m.detectable)
-                    else "not judged: too few rounds for its test")
+        if m.detectable is not None and math.isfinite(m.detectable):
+            detected = f"could only detect {format_detectable(m.detectable)}"
+        elif m.kind == "timing":
+            detected = "not judged: too few rounds for its test"
+        else:  # a counter or instruction count: judged, its interval straddles the minimum
+            detected = "its interval reaches past the minimum without clearing it"
         out.append(f"{name_with_step(m)}: {detected}, "
                    f"minimum change that matters {format_change(m.min_change).lstrip('+')}{needs}")
     return out

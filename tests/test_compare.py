@@ -575,3 +575,17 @@ def test_one_pair_of_timing_says_it_was_not_judged_without_infinite_bounds():
     assert "inf%" not in cpu.reason and "no bound at level" in cpu.reason
     lines = [line for line in view.inconclusive_gated(comparison) if "CPU" in line]
     assert lines and "not judged: too few rounds" in lines[0] and "n/a" not in lines[0]
+
+
+def test_an_open_counter_is_said_to_straddle_its_minimum_not_to_be_unjudged():
+    """Seen on experiments/idle.toml with 2 rounds a side: bytes written per hour -5.9%, its
+    interval past the 5% minimum both ways. It was judged; it is not "too few rounds for its
+    test", and not "could only detect n/a"."""
+    from harness import view
+
+    comparison = compare(counters_only([{"write_chars": 1000.0}, {"write_chars": 1100.0}]),
+                         counters_only([{"write_chars": 1000.0}, {"write_chars": 1000.0}]))
+    assert by_key(comparison)["write_chars_per_request"].verdict == "inconclusive"
+    line = next(line for line in view.inconclusive_gated(comparison)
+                if line.startswith("bytes passed to write"))
+    assert "interval reaches past the minimum" in line and "not judged" not in line
